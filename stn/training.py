@@ -1,0 +1,398 @@
+"""Algorithm 1 of MacKay et al. (2019): STN training, compiled into chunks of cycles.
+
+One *cycle* is ``train_steps`` weight steps (training loss at λ + ε, updating φ) followed by
+``valid_steps`` hyperparameter steps (validation loss at λ + ε minus τ·entropy, updating λ and the
+perturbation scale s), then an evaluation at the unperturbed λ. ``chunk_cycles`` cycles run inside
+one ``tf.function`` (a ``tf.range`` loop, XLA-compiled by default) that records the trajectories
+in ``TensorArray``s and stops in-graph at the target, so a seed gives the same run whatever the
+chunking. Variants are options of this one loop:
+
+* ``centered``: the hypernetwork reads (λ + ε) − stop_gradient(λ) instead of λ + ε (Delta-STN);
+* ``delta_split``: elementary (general) weights are trained at the unperturbed λ and the hyper
+  (response) weights at λ + ε (Delta-STN).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from stn.hyperparameters import DTYPE, HyperparameterSpec, Hyperparameters
+from stn.layers import check_choice
+from stn.models import HyperModel
+
+Batch = tuple[tf.Tensor, ...]
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+class Task(Protocol):
+    """What Algorithm 1 needs from a problem: data, the two losses, and an evaluation."""
+
+    #: name of the evaluation metric compared with ``STNConfig.target``
+    stop_metric: str
+
+    def train_batch(self, generator: tf.random.Generator) -> Batch: ...
+
+    def valid_batch(self, generator: tf.random.Generator) -> Batch: ...
+
+    def train_loss(
+        self,
+        model: HyperModel,
+        batch: Batch,
+        hnet_input: tf.Tensor,
+        values: tf.Tensor,
+        generator: tf.random.Generator,
+    ) -> tf.Tensor:
+        """Training loss f with the constrained hyperparameter ``values`` [batch, H] applied
+        (augmentation, dropout, data generation) and the network reading ``hnet_input``."""
+        ...
+
+    def valid_loss(self, model: HyperModel, batch: Batch, hnet_input: tf.Tensor) -> tf.Tensor:
+        """Validation loss F: no regularisation, λ reaches it only through the network."""
+        ...
+
+    def evaluate(
+        self, model: HyperModel, hnet_input: Callable[[tf.Tensor | int], tf.Tensor]
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """Scalar metrics and a snapshot (e.g. predictions on a grid) at the unperturbed λ;
+        ``hnet_input(n)`` gives the network input for n examples."""
+        ...
+
+
+@dataclass(frozen=True)
+class STNConfig:
+    """The knobs of Algorithm 1. Defaults are the design document's toy settings."""
+
+    warmup_steps: int = 5
+    train_steps: int = 2
+    valid_steps: int = 2
+    max_cycles: int = 10000
+    target: float | None = 0.05
+    weight_optimizer: str = "adam"
+    weight_lr: float = 0.01
+    hyper_optimizer: str = "adam"
+    hyper_lr: float = 0.003
+    scale_optimizer: str = "adam"
+    scale_lr: float = 0.003
+    entropy_weight: float = 1e-3
+    centered: bool = False
+    delta_split: bool = False
+    chunk_cycles: int = 1000
+    eval_every: int = 1
+    snapshot_every: int = 200
+    jit_compile: bool = True
+
+    def __post_init__(self) -> None:
+        positive = ("train_steps", "valid_steps", "max_cycles", "chunk_cycles")
+        positive += ("eval_every", "snapshot_every")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps!r} must be an integer >= 0")
+        for name in ("weight_lr", "hyper_lr", "scale_lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value!r} must be a positive finite number")
+        if not (math.isfinite(self.entropy_weight) and self.entropy_weight >= 0):
+            raise ValueError(f"entropy_weight={self.entropy_weight!r} must be >= 0")
+        if self.target is not None and not self.target > 0:
+            raise ValueError(f"target={self.target!r} must be positive or None (no early stop)")
+        for name in ("weight_optimizer", "hyper_optimizer", "scale_optimizer"):
+            check_choice(name, getattr(self, name), OPTIMIZERS)
+        for name in ("eval_every", "snapshot_every"):
+            if self.chunk_cycles % getattr(self, name):
+                raise ValueError(
+                    f"{name}={getattr(self, name)} must divide chunk_cycles={self.chunk_cycles}"
+                )
+        if self.delta_split and not self.centered:
+            raise ValueError(
+                "delta_split=True needs centered=True: Delta-STN trains the general weights "
+                "at hypernetwork input 0"
+            )
+
+
+def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optimizer:
+    """Adam, SGD with momentum 0.9 (the official CNN setting), or RMSprop."""
+    if name == "adam":
+        return tf.keras.optimizers.Adam(learning_rate)
+    if name == "sgd":
+        return tf.keras.optimizers.SGD(learning_rate, momentum=0.9)
+    return tf.keras.optimizers.RMSprop(learning_rate)
+
+
+@dataclass
+class Trajectory:
+    """What one STN run recorded, as NumPy arrays (one row per cycle unless stated)."""
+
+    names: tuple[str, ...]
+    values: np.ndarray  # constrained hyperparameters [cycles, H]
+    stddev: np.ndarray  # perturbation scale softplus(s) [cycles, H]
+    weight_loss: np.ndarray  # last training loss of each cycle
+    hyper_loss: np.ndarray  # last validation objective of each cycle
+    metrics: dict[str, np.ndarray]  # one row per evaluation
+    eval_cycles: np.ndarray  # the cycle (1-based) of each evaluation
+    snapshots: np.ndarray  # one row per snapshot
+    snapshot_cycles: np.ndarray
+    seconds: float = 0.0
+    stopped: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def cycles(self) -> int:
+        return len(self.weight_loss)
+
+    def final(self) -> dict[str, float]:
+        """The last recorded hyperparameter values and metrics."""
+        out = {n: float(self.values[-1, i]) for i, n in enumerate(self.names)}
+        out.update({k: float(v[-1]) for k, v in self.metrics.items()})
+        return out
+
+
+class STN(tf.Module):
+    """A self-tuning network: hyperparameters, hypermodel, three optimizers and Algorithm 1.
+
+    ``model_fn(n_hyper, generator)`` builds the hypermodel; ``reset(seed)`` re-initialises every
+    variable in place, so many seeds share one compiled graph.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        specs: Sequence[HyperparameterSpec],
+        model_fn: Callable[[int, tf.random.Generator], HyperModel],
+        config: STNConfig = STNConfig(),
+        seed: int = 0,
+    ):
+        super().__init__(name="stn")
+        self.task, self.config, self.model_fn = task, config, model_fn
+        self.hyperparameters = Hyperparameters(specs)
+        self.model = model_fn(self.hyperparameters.size, _init_generator(seed))
+        self.generator = tf.random.Generator.from_seed(_train_seed(seed))
+        self.weight_optimizer = make_optimizer(config.weight_optimizer, config.weight_lr)
+        self.hyper_optimizer = make_optimizer(config.hyper_optimizer, config.hyper_lr)
+        self.scale_optimizer = make_optimizer(config.scale_optimizer, config.scale_lr)
+        self.weight_optimizer.build(list(self.model.weights))
+        self.hyper_optimizer.build([self.hyperparameters.unconstrained])
+        self.scale_optimizer.build([self.hyperparameters.scale])
+        self._optimizer_init = [
+            (v, v.numpy()) for opt in self.optimizers for v in opt.variables
+        ]
+        self.trace_count = 0
+        self.compile_seconds = 0.0
+        self._chunk = tf.function(
+            self._run_chunk,
+            input_signature=[tf.TensorSpec([], tf.int32)] * 2,
+            jit_compile=config.jit_compile,
+        )
+
+    @property
+    def optimizers(self) -> tuple[tf.keras.optimizers.Optimizer, ...]:
+        return (self.weight_optimizer, self.hyper_optimizer, self.scale_optimizer)
+
+    def reset(self, seed: int) -> None:
+        """Start over from ``seed``: fresh weights, hyperparameters, optimizers and noise."""
+        fresh_hp = Hyperparameters(self.hyperparameters.specs)
+        fresh = self.model_fn(self.hyperparameters.size, _init_generator(seed))
+        for old, new in zip(self.model.weights, fresh.weights, strict=True):
+            old.assign(new)
+        self.hyperparameters.unconstrained.assign(fresh_hp.unconstrained)
+        self.hyperparameters.scale.assign(fresh_hp.scale)
+        for var, value in self._optimizer_init:
+            var.assign(value)
+        self.generator.reset_from_seed(_train_seed(seed))
+
+    # -- the network input for each phase -------------------------------------------------------
+
+    def _hnet_input(self, perturbed: tf.Tensor) -> tf.Tensor:
+        if self.config.centered:
+            return perturbed - tf.stop_gradient(self.hyperparameters.unconstrained)
+        return perturbed
+
+    def _eval_input(self, n: tf.Tensor | int) -> tf.Tensor:
+        exact = self.hyperparameters.exact(n)
+        return tf.zeros_like(exact) if self.config.centered else exact
+
+    # -- Algorithm 1 ----------------------------------------------------------------------------
+
+    @tf.autograph.experimental.do_not_convert  # straight-line code: skip AutoGraph's transpiler
+    def weight_step(self) -> tf.Tensor:
+        """φ ← φ − α1 ∂f(λ + ε, ŵ_φ(λ + ε))/∂φ (Delta-STN: general weights at λ)."""
+        task, hp, model = self.task, self.hyperparameters, self.model
+        batch = task.train_batch(self.generator)
+        perturbed = hp.sample(tf.shape(batch[0])[0], self.generator)
+        with tf.GradientTape(persistent=self.config.delta_split) as tape:
+            loss = task.train_loss(
+                model, batch, self._hnet_input(perturbed), hp.constrain(perturbed), self.generator
+            )
+            if self.config.delta_split:
+                exact = hp.exact(tf.shape(batch[0])[0])
+                general_loss = task.train_loss(
+                    model, batch, tf.zeros_like(exact), hp.constrain(exact), self.generator
+                )
+        if self.config.delta_split:
+            general = list(model.elementary_weights)
+            response = list(model.hyper_weights)
+            grads = tape.gradient(general_loss, general) + tape.gradient(loss, response)
+            variables = general + response
+        else:
+            variables = list(model.weights)
+            grads = tape.gradient(loss, variables)
+        self.weight_optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    @tf.autograph.experimental.do_not_convert
+    def hyper_step(self) -> tf.Tensor:
+        """λ, s ← descend F(λ + ε, ŵ_φ(λ + ε)) − τ·H[p(ε | s)]."""
+        task, hp = self.task, self.hyperparameters
+        batch = task.valid_batch(self.generator)
+        noise = self.generator.normal([tf.shape(batch[0])[0], hp.size], dtype=DTYPE)
+        with tf.GradientTape() as tape:
+            hnet_input = self._hnet_input(hp.perturbed(noise))
+            loss = task.valid_loss(self.model, batch, hnet_input)
+            objective = loss - self.config.entropy_weight * hp.entropy()
+        grad_lambda, grad_scale = tape.gradient(objective, [hp.unconstrained, hp.scale])
+        self.hyper_optimizer.apply_gradients([(grad_lambda, hp.unconstrained)])
+        self.scale_optimizer.apply_gradients([(grad_scale, hp.scale)])
+        return objective
+
+    @tf.autograph.experimental.do_not_convert
+    def evaluate(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """The task's metrics and snapshot at the unperturbed λ."""
+        return self.task.evaluate(self.model, self._eval_input)
+
+    def _run_chunk(self, n_cycles: tf.Tensor, n_warmup: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``n_warmup`` weight steps, then up to ``n_cycles`` (≤ chunk_cycles) cycles in-graph,
+        stopping early at the target. The loop always has ``chunk_cycles`` iterations at most,
+        so XLA compiles one program whatever ``n_cycles`` is."""
+        self.trace_count += 1  # Python side effect: runs once per trace
+        cfg, hp = self.config, self.hyperparameters
+        size = cfg.chunk_cycles
+
+        metrics0, snapshot0 = self.evaluate()
+        metric_names = tuple(sorted(metrics0))
+
+        def array(n: int, shape: Sequence[int]) -> tf.TensorArray:
+            return tf.TensorArray(DTYPE, size=n, element_shape=shape)
+
+        values, stddev = array(size, [hp.size]), array(size, [hp.size])
+        wloss, hloss = array(size, []), array(size, [])
+        metrics = array(size // cfg.eval_every, [len(metric_names)])
+        snapshots = array(size // cfg.snapshot_every, snapshot0.shape)
+        done = tf.constant(0, tf.int32)
+        stop = tf.constant(False)
+        stop_value = metrics0[self.task.stop_metric]
+        for _ in tf.range(n_warmup):
+            self.weight_step()
+        w = h = tf.constant(np.nan, DTYPE)
+        for i in tf.range(size):
+            if i >= n_cycles:
+                break
+            for _ in range(cfg.train_steps):  # unrolled: T_train and T_valid are small
+                w = self.weight_step()
+            for _ in range(cfg.valid_steps):
+                h = self.hyper_step()
+            values = values.write(i, hp.values())
+            stddev = stddev.write(i, hp.stddev())
+            wloss = wloss.write(i, w)
+            hloss = hloss.write(i, h)
+            if cfg.eval_every == 1 or (i + 1) % cfg.eval_every == 0:
+                m, snap = self.evaluate()
+                metrics = metrics.write(i // cfg.eval_every, tf.stack([m[k] for k in metric_names]))
+                stop_value = m[self.task.stop_metric]
+                if (i + 1) % cfg.snapshot_every == 0:
+                    snapshots = snapshots.write(i // cfg.snapshot_every, snap)
+            done = i + 1
+            if cfg.target is not None:
+                stop = stop_value < cfg.target
+            if stop:
+                break
+        return {
+            "done": done,
+            "stop": stop,
+            "values": values.stack(),
+            "stddev": stddev.stack(),
+            "weight_loss": wloss.stack(),
+            "hyper_loss": hloss.stack(),
+            "metrics": metrics.stack(),
+            "snapshots": snapshots.stack(),
+        }
+
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self.evaluate()[0]))
+
+    def run(self, max_cycles: int | None = None, progress: bool = False) -> Trajectory:
+        """Warm up, then run chunks of cycles until the target or ``max_cycles`` is reached.
+
+        Continues from the current state; call ``reset(seed)`` first for a fresh run.
+        """
+        cfg = self.config
+        total = cfg.max_cycles if max_cycles is None else max_cycles
+        if not isinstance(total, int) or total < 1:
+            raise ValueError(f"max_cycles={total!r} must be a positive integer")
+        names = self.metric_names()
+        start = time.perf_counter()
+        parts: list[dict[str, np.ndarray]] = []
+        done, stopped = 0, False
+        with tqdm(total=total, unit="cycle", disable=not progress) as bar:
+            while done < total and not stopped:
+                n = min(cfg.chunk_cycles, total - done)
+                t0 = time.perf_counter()
+                warmup = 0 if parts else cfg.warmup_steps
+                out = self._chunk(tf.constant(n, tf.int32), tf.constant(warmup, tf.int32))
+                out = {k: v.numpy() for k, v in out.items()}
+                if not parts:
+                    self.compile_seconds = time.perf_counter() - t0
+                k = int(out["done"])
+                out["offset"] = done
+                parts.append(out)
+                done += k
+                stopped = bool(out["stop"])
+                bar.update(k)
+        seconds = time.perf_counter() - start
+        return self._trajectory(parts, names, seconds, stopped)
+
+    def _trajectory(
+        self, parts: list[dict], names: tuple[str, ...], seconds: float, stopped: bool
+    ) -> Trajectory:
+        cfg = self.config
+
+        def cat(key: str, every: int = 1) -> np.ndarray:
+            return np.concatenate([p[key][: int(p["done"]) // every] for p in parts])
+
+        def cycles(every: int) -> np.ndarray:
+            return np.concatenate(
+                [p["offset"] + np.arange(every, int(p["done"]) + 1, every) for p in parts]
+            )
+
+        metrics = cat("metrics", cfg.eval_every)
+        return Trajectory(
+            names=self.hyperparameters.names,
+            values=cat("values"),
+            stddev=cat("stddev"),
+            weight_loss=cat("weight_loss"),
+            hyper_loss=cat("hyper_loss"),
+            metrics={n: metrics[:, j] for j, n in enumerate(names)},
+            eval_cycles=cycles(cfg.eval_every),
+            snapshots=cat("snapshots", cfg.snapshot_every),
+            snapshot_cycles=cycles(cfg.snapshot_every),
+            seconds=seconds,
+            stopped=stopped,
+            extra={"config": asdict(cfg), "compile_seconds": self.compile_seconds},
+        )
+
+
+def _init_generator(seed: int) -> tf.random.Generator:
+    return tf.random.Generator.from_seed(2 * seed)
+
+
+def _train_seed(seed: int) -> int:
+    return 2 * seed + 1
