@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
 from stn.hyperparameters import DTYPE, HyperparameterSpec
-from stn.metrics import sup_distance
+from stn.layers import check_choice, per_example_dropout
+from stn.metrics import accuracy, sup_distance
 from stn.models import HyperModel
 
 Batch = tuple[tf.Tensor, ...]
@@ -72,3 +77,238 @@ class ToyTask:
         n = self.grid.shape[0]
         prediction = model(self.grid, hnet_input(n))[:, 0]
         return {"distance": sup_distance(self.grid[:, 0] ** 2, prediction)}, prediction
+
+
+# -- real data: image classification ------------------------------------------------------------
+
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+AUGMENTATIONS = ("input_dropout", "input_noise")
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Images in [0, 1] with shape [n, height, width, channels] and integer labels, split in
+    three: training (weight steps), validation (hyper steps, model selection) and test."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_valid.max(), self.y_test.max())) + 1
+
+
+def _check_count(name: str, value: int | None, available: int) -> None:
+    if value is not None and (
+        not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < available
+    ):
+        raise ValueError(f"{name}={value!r} must be an integer in [1, {available - 1}]")
+
+
+def load_digits_split(seed: int = 0, n_train: int = 300, n_valid: int = 300) -> ImageDataset:
+    """scikit-learn's bundled 8×8 digits (1797 images, no download), pixels /16, split by a
+    seeded stratified shuffle into ``n_train`` training, ``n_valid`` validation and the rest
+    test images. The small training set makes regularisation matter."""
+    digits = load_digits()
+    x = (digits.images / 16.0)[..., np.newaxis]
+    y = digits.target.astype(np.int64)
+    _check_count("n_train", n_train, len(y))
+    _check_count("n_valid", n_valid, len(y) - n_train)
+    x_train, x_rest, y_train, y_rest = train_test_split(
+        x, y, train_size=n_train, stratify=y, random_state=seed
+    )
+    x_valid, x_test, y_valid, y_test = train_test_split(
+        x_rest, y_rest, train_size=n_valid, stratify=y_rest, random_state=seed
+    )
+    return ImageDataset("digits", x_train, y_train, x_valid, y_valid, x_test, y_test)
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A data set could not be downloaded."""
+
+
+def _keras_loader(name: str) -> Callable[[], tuple]:
+    return getattr(tf.keras.datasets, name).load_data
+
+
+def load_dataset(
+    name: str = "digits", seed: int = 0, n_train: int | None = None, n_valid: int | None = None
+) -> ImageDataset:
+    """``digits`` (embedded, offline) or ``mnist``/``fashion_mnist``/``cifar10`` through
+    ``keras.datasets`` (downloaded once). For the keras sets the official test set is the test
+    split and a seeded stratified 20% of the official training set (or ``n_valid`` images) the
+    validation split; ``n_train`` optionally subsamples the rest.
+
+    Raises ``DatasetUnavailableError`` when a keras download fails (e.g. no network).
+    """
+    check_choice("name", name, DATASETS)
+    if name == "digits":
+        counts = {"n_train": n_train, "n_valid": n_valid}
+        return load_digits_split(seed, **{k: v for k, v in counts.items() if v is not None})
+    try:
+        (x, y), (x_test, y_test) = _keras_loader(name)()
+    except Exception as error:  # any download failure gets the same advice
+        raise DatasetUnavailableError(
+            f"could not load {name!r} through keras.datasets ({type(error).__name__}: {error}); "
+            "it needs a network connection the first time. The embedded 'digits' data set "
+            "works offline: load_dataset('digits')"
+        ) from error
+
+    def images(a: np.ndarray) -> np.ndarray:
+        a = a.astype(np.float64) / 255.0
+        return a[..., np.newaxis] if a.ndim == 3 else a
+
+    x, x_test = images(x), images(x_test)
+    y, y_test = y.reshape(-1).astype(np.int64), y_test.reshape(-1).astype(np.int64)
+    _check_count("n_valid", n_valid, len(y))
+    valid_size = n_valid if n_valid is not None else 0.2
+    x_train, x_valid, y_train, y_valid = train_test_split(
+        x, y, test_size=valid_size, stratify=y, random_state=seed
+    )
+    if n_train is not None:
+        _check_count("n_train", n_train, len(y_train))
+        x_train, _, y_train, _ = train_test_split(
+            x_train, y_train, train_size=n_train, stratify=y_train, random_state=seed
+        )
+    return ImageDataset(name, x_train, y_train, x_valid, y_valid, x_test, y_test)
+
+
+def classification_specs(
+    n_dropout: int,
+    augmentations: Sequence[str] = AUGMENTATIONS,
+    initial_dropout: float = 0.05,
+    initial_noise: float = 0.05,
+    scale: float = 0.5,
+) -> list[HyperparameterSpec]:
+    """The tuned hyperparameters (official ranges and init): a dropout rate per hidden block
+    ``dropout_1..n`` in (0, 0.9), input pixel dropout in (0, 0.9) and the standard deviation of
+    additive Gaussian input noise in (0, 1), with initial perturbation scale ``scale``."""
+    if not isinstance(n_dropout, int) or n_dropout < 0:
+        raise ValueError(f"n_dropout={n_dropout!r} must be an integer >= 0")
+    for aug in augmentations:
+        check_choice("augmentations", aug, AUGMENTATIONS)
+    specs = []
+    if "input_dropout" in augmentations:
+        specs.append(HyperparameterSpec("input_dropout", initial_dropout, 0.0, 0.9, scale=scale))
+    if "input_noise" in augmentations:
+        specs.append(HyperparameterSpec("input_noise", initial_noise, 0.0, 1.0, scale=scale))
+    specs += [
+        HyperparameterSpec(f"dropout_{i + 1}", initial_dropout, 0.0, 0.9, scale=scale)
+        for i in range(n_dropout)
+    ]
+    return specs
+
+
+class ClassificationTask:
+    """Image classification as an STN ``Task`` (and the baselines' training problem).
+
+    ``names`` are the hyperparameter columns of ``values``: ``input_dropout`` (per-example
+    inverted pixel dropout), ``input_noise`` (per-example std of additive Gaussian noise) and
+    ``dropout_1..n`` (the model's per-block dropout, in order). The training loss applies all of
+    them; the validation loss and the evaluation apply none (dropout off, no augmentation).
+    """
+
+    stop_metric = "valid_loss"
+
+    def __init__(
+        self,
+        data: ImageDataset,
+        names: Sequence[str],
+        batch_size: int = 32,
+        valid_batch_size: int = 100,
+    ):
+        for param, value in (("batch_size", batch_size), ("valid_batch_size", valid_batch_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{param}={value!r} must be a positive integer")
+        names = tuple(names)
+        dropouts = [n for n in names if n not in AUGMENTATIONS]
+        expected = [f"dropout_{i + 1}" for i in range(len(dropouts))]
+        if dropouts != expected:
+            raise ValueError(
+                f"names={names!r}: besides {AUGMENTATIONS} the names must be {expected} in order"
+            )
+        self.data, self.names = data, names
+        self.batch_size, self.valid_batch_size = batch_size, valid_batch_size
+        self.dropout_columns = [names.index(n) for n in dropouts]
+        self.columns = {n: names.index(n) for n in AUGMENTATIONS if n in names}
+
+        def tensors(x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
+            return tf.constant(x, DTYPE), tf.constant(y, tf.int64)
+
+        self.train = tensors(data.x_train, data.y_train)
+        self.valid = tensors(data.x_valid, data.y_valid)
+        self.test = tensors(data.x_test, data.y_test)
+
+    @property
+    def n_dropout(self) -> int:
+        return len(self.dropout_columns)
+
+    @staticmethod
+    def _draw(split: tuple[tf.Tensor, tf.Tensor], size: int, generator: tf.random.Generator):
+        n = split[1].shape[0]
+        index = generator.uniform([size], 0, n, dtype=tf.int64)
+        return tf.gather(split[0], index), tf.gather(split[1], index)
+
+    def train_batch(self, generator: tf.random.Generator) -> Batch:
+        return self._draw(self.train, self.batch_size, generator)
+
+    def valid_batch(self, generator: tf.random.Generator) -> Batch:
+        return self._draw(self.valid, self.valid_batch_size, generator)
+
+    def augment(self, x: tf.Tensor, values: tf.Tensor, generator: tf.random.Generator):
+        """Apply the per-example augmentations in ``values`` [batch, H] to images x."""
+        if "input_dropout" in self.columns:
+            x = per_example_dropout(x, values[:, self.columns["input_dropout"]], generator)
+        if "input_noise" in self.columns:
+            std = tf.reshape(values[:, self.columns["input_noise"]], [-1, 1, 1, 1])
+            x = x + std * generator.normal(tf.shape(x), dtype=x.dtype)
+        return x
+
+    def train_loss(
+        self,
+        model: HyperModel,
+        batch: Batch,
+        hnet_input: tf.Tensor | None,
+        values: tf.Tensor,
+        generator: tf.random.Generator,
+    ) -> tf.Tensor:
+        x, y = batch
+        x = self.augment(x, values, generator)
+        dropout = tf.gather(values, self.dropout_columns, axis=1) if self.n_dropout else None
+        logits = model(x, hnet_input, dropout=dropout, generator=generator)
+        return _cross_entropy(y, logits)
+
+    def valid_loss(
+        self, model: HyperModel, batch: Batch, hnet_input: tf.Tensor | None
+    ) -> tf.Tensor:
+        x, y = batch
+        return _cross_entropy(y, model(x, hnet_input))
+
+    def evaluate(
+        self, model: HyperModel, hnet_input: Callable[[int], tf.Tensor | None]
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """Loss and accuracy on the whole validation and test sets (recorded, never used for
+        training); the snapshot is the validation predictions."""
+        metrics, predictions = {}, None
+        for split, (x, y) in (("valid", self.valid), ("test", self.test)):
+            logits = model(x, hnet_input(y.shape[0]))
+            metrics[f"{split}_loss"] = _cross_entropy(y, logits)
+            metrics[f"{split}_accuracy"] = accuracy(y, logits)
+            if predictions is None:
+                predictions = tf.cast(tf.argmax(logits, axis=-1), DTYPE)
+        return metrics, predictions
+
+
+def _cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    )

@@ -78,3 +78,150 @@ class HyperDense(tf.Module):
         response = tf.matmul(hnet_input, self.v) * tf.matmul(x, self.w_hyper)
         response += tf.matmul(hnet_input, self.c) * self.b_hyper
         return elementary + response
+
+
+def _uniform(
+    generator: tf.random.Generator, shape: list[int], fan_in: int, name: str
+) -> tf.Variable:
+    """The official initialisation of W and b: U(±1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return tf.Variable(generator.uniform(shape, -bound, bound, DTYPE), name=name)
+
+
+def _response(hnet_input: tf.Tensor, scale: tf.Variable, rank: int) -> tf.Tensor:
+    """λV (or λC) [batch, out] reshaped to broadcast over an activation of the given rank."""
+    s = tf.matmul(hnet_input, scale)
+    return tf.reshape(s, tf.concat([tf.shape(s)[:1], [1] * (rank - 2), tf.shape(s)[1:]], 0))
+
+
+class HyperConv2D(tf.Module):
+    """A 2-D convolution whose filters respond affinely to the hyperparameters, one scalar per
+    output channel (the paper's CNN):
+
+        y = conv(x, W_elem) + b + (λV) ⊙ conv(x, W_hyper) + (λC) ⊙ b_hyper,   V, C ∈ R^{H×out}
+
+    Both convolutions run as one (filters concatenated along the output channels).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        n_hyper: int,
+        generator: tf.random.Generator,
+        per_unit: bool = True,
+        hyper_init: str = "paper",
+        padding: str = "SAME",
+        name: str | None = None,
+    ):
+        super().__init__(name=name)
+        check_choice("hyper_init", hyper_init, tuple(HYPER_INIT_STD))
+        check_choice("padding", padding, ("SAME", "VALID"))
+        for param, value in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("kernel_size", kernel_size),
+            ("n_hyper", n_hyper),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{param}={value!r} must be a positive integer")
+        self.padding = padding
+        fan_in = kernel_size * kernel_size * in_channels
+        shape = [kernel_size, kernel_size, in_channels, out_channels]
+        std = HYPER_INIT_STD[hyper_init]
+        scaled = out_channels if per_unit else 1
+        self.w = _uniform(generator, shape, fan_in, "w")
+        self.b = _uniform(generator, [out_channels], fan_in, "b")
+        self.w_hyper = _uniform(generator, shape, fan_in, "w_hyper")
+        self.b_hyper = _uniform(generator, [out_channels], fan_in, "b_hyper")
+        self.v = tf.Variable(generator.normal([n_hyper, scaled], stddev=std, dtype=DTYPE), name="v")
+        self.c = tf.Variable(generator.normal([n_hyper, scaled], stddev=std, dtype=DTYPE), name="c")
+
+    @property
+    def elementary_weights(self) -> tuple[tf.Variable, ...]:
+        return (self.w, self.b)
+
+    @property
+    def hyper_weights(self) -> tuple[tf.Variable, ...]:
+        return (self.w_hyper, self.b_hyper, self.v, self.c)
+
+    def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor) -> tf.Tensor:
+        """x [batch, height, width, in], hnet_input [batch, H] → [batch, height', width', out]."""
+        both = tf.nn.conv2d(x, tf.concat([self.w, self.w_hyper], -1), 1, self.padding)
+        elementary, hyper = tf.split(both, 2, axis=-1)
+        response = _response(hnet_input, self.v, 4) * hyper
+        response += _response(hnet_input, self.c, 4) * self.b_hyper
+        return elementary + self.b + response
+
+
+class Dense(tf.Module):
+    """A plain dense layer (no hyper weights) with HyperDense's interface and initialisation;
+    ``hnet_input`` is accepted and ignored, so the same model runs with or without STN."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        generator: tf.random.Generator,
+        name: str | None = None,
+    ):
+        super().__init__(name=name)
+        self.w = _uniform(generator, [in_features, out_features], in_features, "w")
+        self.b = _uniform(generator, [out_features], in_features, "b")
+
+    @property
+    def elementary_weights(self) -> tuple[tf.Variable, ...]:
+        return (self.w, self.b)
+
+    @property
+    def hyper_weights(self) -> tuple[tf.Variable, ...]:
+        return ()
+
+    def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
+        return tf.matmul(x, self.w) + self.b
+
+
+class Conv2D(tf.Module):
+    """A plain 2-D convolution (no hyper weights) with HyperConv2D's interface and init."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        generator: tf.random.Generator,
+        padding: str = "SAME",
+        name: str | None = None,
+    ):
+        super().__init__(name=name)
+        check_choice("padding", padding, ("SAME", "VALID"))
+        self.padding = padding
+        fan_in = kernel_size * kernel_size * in_channels
+        shape = [kernel_size, kernel_size, in_channels, out_channels]
+        self.w = _uniform(generator, shape, fan_in, "w")
+        self.b = _uniform(generator, [out_channels], fan_in, "b")
+
+    @property
+    def elementary_weights(self) -> tuple[tf.Variable, ...]:
+        return (self.w, self.b)
+
+    @property
+    def hyper_weights(self) -> tuple[tf.Variable, ...]:
+        return ()
+
+    def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
+        return tf.nn.conv2d(x, self.w, 1, self.padding) + self.b
+
+
+def per_example_dropout(x: tf.Tensor, rate: tf.Tensor, generator: tf.random.Generator) -> tf.Tensor:
+    """Inverted dropout with one rate per example.
+
+    ``rate`` has shape [batch] or [batch, 1], values in [0, 1); each unit of example i is kept
+    with probability 1 − rate_i and then scaled by 1/(1 − rate_i), so its expectation is x.
+    """
+    if rate.shape.rank not in (1, 2) or (rate.shape.rank == 2 and rate.shape[1] != 1):
+        raise ValueError(f"rate has shape {rate.shape}; allowed: [batch] or [batch, 1]")
+    keep = 1.0 - tf.reshape(tf.cast(rate, x.dtype), [-1] + [1] * (x.shape.rank - 1))
+    kept = generator.uniform(tf.shape(x), dtype=x.dtype) < keep
+    return tf.where(kept, x / keep, tf.zeros_like(x))

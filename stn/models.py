@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 
-from stn.layers import HyperDense, check_choice
+from stn.layers import (
+    Conv2D,
+    Dense,
+    HyperConv2D,
+    HyperDense,
+    check_choice,
+    per_example_dropout,
+)
 
 ACTIVATIONS = {"relu": tf.nn.relu, "leaky_relu": tf.nn.leaky_relu, "tanh": tf.math.tanh}
 
@@ -67,3 +76,136 @@ class ToyHyperNet(HyperModel):
         for layer in self.layers[1:-1]:
             h = self.activation(layer(h, hnet_input))
         return self.layers[-1](h, hnet_input)
+
+
+def _check_sizes(**sizes: object) -> None:
+    for param, value in sizes.items():
+        values = value if isinstance(value, tuple) else (value,)
+        if not values or any(
+            not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values
+        ):
+            raise ValueError(f"{param}={value!r} must be a positive integer (or a tuple of them)")
+
+
+class _Classifier(HyperModel):
+    """Shared forward pass of the image classifiers: blocks, each followed by per-example
+    dropout at its own rate, then a linear output. ``hyper=False`` builds the same network
+    from plain layers (no hyper weights) for the fixed-hyperparameter baselines."""
+
+    hyper: bool
+    n_hyper: int
+
+    @property
+    def n_dropout(self) -> int:
+        """How many dropout rates ``__call__`` expects: one per hidden block."""
+        return len(self.layers) - 1
+
+    def _dense(self, n_in: int, n_out: int, generator: tf.random.Generator, name: str):
+        if self.hyper:
+            return HyperDense(n_in, n_out, self.n_hyper, generator, name=name)
+        return Dense(n_in, n_out, generator, name=name)
+
+    def _block(self, i: int, h: tf.Tensor, hnet_input: tf.Tensor | None) -> tf.Tensor:
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        x: tf.Tensor,
+        hnet_input: tf.Tensor | None = None,
+        dropout: tf.Tensor | None = None,
+        generator: tf.random.Generator | None = None,
+    ) -> tf.Tensor:
+        """Images x [batch, height, width, channels] → logits [batch, classes].
+
+        ``hnet_input`` [batch, H] is read by hyper layers (ignored when ``hyper=False``);
+        ``dropout`` [batch, n_dropout] gives each example its own rate per block (None: no
+        dropout, as for the validation loss) and then needs ``generator``.
+        """
+        if self.hyper and hnet_input is None:
+            raise ValueError("hnet_input=None is not allowed for a hyper model: pass [batch, H]")
+        if dropout is not None and generator is None:
+            raise ValueError(
+                "generator=None is not allowed with dropout: pass a tf.random.Generator"
+            )
+        h = x
+        for i in range(self.n_dropout):
+            h = self._block(i, h, hnet_input)
+            if dropout is not None:
+                h = per_example_dropout(h, dropout[:, i], generator)
+        h = tf.reshape(h, [tf.shape(h)[0], -1])
+        return self.layers[-1](h, hnet_input)
+
+
+class HyperMLP(_Classifier):
+    """Flatten → ``hidden`` ReLU layers (each followed by dropout) → linear output."""
+
+    def __init__(
+        self,
+        n_hyper: int,
+        generator: tf.random.Generator,
+        input_shape: tuple[int, ...] = (8, 8, 1),
+        hidden: tuple[int, ...] = (128, 128),
+        n_classes: int = 10,
+        hyper: bool = True,
+        name: str = "hyper_mlp",
+    ):
+        super().__init__(name=name)
+        _check_sizes(n_hyper=n_hyper, input_shape=tuple(input_shape), hidden=tuple(hidden))
+        _check_sizes(n_classes=n_classes)
+        self.hyper, self.n_hyper = hyper, n_hyper
+        sizes = [math.prod(input_shape), *hidden, n_classes]
+        self.layers = tuple(
+            self._dense(n_in, n_out, generator, f"dense_{i}")
+            for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+        )
+
+    def _block(self, i: int, h: tf.Tensor, hnet_input: tf.Tensor | None) -> tf.Tensor:
+        if i == 0:
+            h = tf.reshape(h, [tf.shape(h)[0], -1])
+        return tf.nn.relu(self.layers[i](h, hnet_input))
+
+
+class HyperCNN(_Classifier):
+    """``channels`` blocks of 3×3 conv, ReLU and 2×2 max-pooling, a ReLU dense layer of
+    ``dense_units``, and a linear output; every block is followed by dropout."""
+
+    def __init__(
+        self,
+        n_hyper: int,
+        generator: tf.random.Generator,
+        input_shape: tuple[int, int, int] = (8, 8, 1),
+        channels: tuple[int, ...] = (16, 32),
+        dense_units: int = 64,
+        n_classes: int = 10,
+        hyper: bool = True,
+        name: str = "hyper_cnn",
+    ):
+        super().__init__(name=name)
+        _check_sizes(n_hyper=n_hyper, channels=tuple(channels), dense_units=dense_units)
+        _check_sizes(n_classes=n_classes)
+        if len(input_shape) != 3:
+            raise ValueError(f"input_shape={input_shape!r} must be (height, width, channels)")
+        _check_sizes(input_shape=tuple(input_shape))
+        self.hyper, self.n_hyper = hyper, n_hyper
+        height, width, c_in = input_shape
+        convs = []
+        for i, c_out in enumerate(channels):
+            if self.hyper:
+                conv = HyperConv2D(c_in, c_out, 3, n_hyper, generator, name=f"conv_{i}")
+            else:
+                conv = Conv2D(c_in, c_out, 3, generator, name=f"conv_{i}")
+            convs.append(conv)
+            c_in, height, width = c_out, -(-height // 2), -(-width // 2)
+        self.n_conv = len(convs)
+        self.layers = (
+            *convs,
+            self._dense(height * width * c_in, dense_units, generator, "dense_0"),
+            self._dense(dense_units, n_classes, generator, "dense_out"),
+        )
+
+    def _block(self, i: int, h: tf.Tensor, hnet_input: tf.Tensor | None) -> tf.Tensor:
+        if i < self.n_conv:
+            h = tf.nn.relu(self.layers[i](h, hnet_input))
+            return tf.nn.max_pool2d(h, 2, 2, "SAME")
+        h = tf.reshape(h, [tf.shape(h)[0], -1])
+        return tf.nn.relu(self.layers[i](h, hnet_input))

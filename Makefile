@@ -1,0 +1,70 @@
+# Self-Tuning Networks replication. `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONHASHSEED ?= 0
+
+RUN_NOTEBOOK := $(PYTHON) -m stn.notebooks
+EXECUTED := notebooks/executed
+
+## Environment -------------------------------------------------------------------------------
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(PYTHON) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+.PHONY: install
+install: $(STAMP) ## Create the virtualenv (.venv) and install stn with its dev extra
+
+## Figures -----------------------------------------------------------------------------------
+.PHONY: figures
+figures: figures-toy figures-bench figures-robustness figures-real ## Regenerate every figure in figures/ (full scale)
+
+.PHONY: figures-toy
+figures-toy: $(STAMP) ## The toy replication: five trajectory plots and the function GIF
+	$(RUN_NOTEBOOK) notebooks/toy_stn.ipynb $(EXECUTED)/toy_stn.ipynb -p output_dir ../figures
+
+.PHONY: figures-bench bench
+figures-bench bench: $(STAMP) ## Speed benchmark: figures/speed.png, figures/scaling.png, figures/speed.json
+	$(RUN_NOTEBOOK) notebooks/benchmark.ipynb $(EXECUTED)/benchmark.ipynb -p output_dir ../figures \
+		-p eager_cycles 30 -p repeats 5
+
+.PHONY: figures-robustness
+figures-robustness: $(STAMP) ## Success rates over seeds per variant, failure-mode diagnosis
+	$(RUN_NOTEBOOK) notebooks/robustness.ipynb $(EXECUTED)/robustness.ipynb -p output_dir ../figures \
+		-p n_seeds 30
+
+.PHONY: figures-real
+figures-real: $(STAMP) ## Real data: STN against grid, random and TPE search on digits
+	$(RUN_NOTEBOOK) notebooks/real_data.ipynb $(EXECUTED)/real_data.ipynb -p output_dir ../figures
+
+## Checks ------------------------------------------------------------------------------------
+.PHONY: test
+test: $(STAMP) ## Unit tests, then nbval: every notebook executes with its default parameters
+	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q --nbval-lax notebooks/*.ipynb
+
+.PHONY: lint
+lint: $(STAMP) ## ruff check and format check
+	$(VENV)/bin/ruff check stn tests notebooks
+	$(VENV)/bin/ruff format --check stn tests notebooks
+
+.PHONY: format
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix stn tests notebooks
+	$(VENV)/bin/ruff format stn tests notebooks
+
+.PHONY: clean
+clean: ## Remove the virtualenv and build outputs
+	rm -rf $(VENV) build .pytest_cache
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_ -]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'

@@ -1,0 +1,287 @@
+"""Standard hyperparameter search, the methods STN is compared against.
+
+The same architectures without hyper weights (``hyper=False``) are trained with fixed
+hyperparameters by a compiled, seeded loop; grid search, random search and Optuna's TPE sampler
+choose those hyperparameters. Every trial gets the same budget of training steps, and the
+wall time of each trial is recorded. The Optuna study lives in a storage URL (a SQLite file by
+default, any RDB URL such as PostgreSQL to spread trials over machines) and resumes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+import tensorflow as tf
+
+from stn.data import ClassificationTask
+from stn.hyperparameters import DTYPE, HyperparameterSpec
+from stn.models import HyperModel
+from stn.training import make_optimizer
+
+METHODS = ("grid", "random", "tpe")
+DEFAULT_STORAGE = "sqlite:///stn_optuna.db"
+
+
+@dataclass
+class RunResult:
+    """One training run at fixed hyperparameters: metrics on the validation and test sets after
+    every ``eval_every`` steps (``steps`` holds the step count of each evaluation)."""
+
+    values: dict[str, float]
+    steps: np.ndarray
+    metrics: dict[str, np.ndarray]
+    seconds: float
+
+    def best(self) -> dict[str, float]:
+        """The metrics at the evaluation with the lowest validation loss (early stopping)."""
+        i = int(np.argmin(self.metrics["valid_loss"]))
+        return {"step": int(self.steps[i]), **{k: float(v[i]) for k, v in self.metrics.items()}}
+
+    def to_dict(self) -> dict:
+        return {
+            "values": self.values,
+            "steps": self.steps.tolist(),
+            "metrics": {k: v.tolist() for k, v in self.metrics.items()},
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> RunResult:
+        metrics = {k: np.asarray(v) for k, v in d["metrics"].items()}
+        return cls(dict(d["values"]), np.asarray(d["steps"]), metrics, float(d["seconds"]))
+
+
+class FixedTrainer(tf.Module):
+    """Train a model without hyper weights at fixed hyperparameter values.
+
+    ``model_fn(n_hyper, generator)`` must build a model with no hyper weights. One model, one
+    optimizer and one compiled chunk (``eval_every`` steps, then an evaluation) serve every trial:
+    ``run`` re-initialises them in place from the seed, so a seed fixes a run.
+    """
+
+    def __init__(
+        self,
+        task: ClassificationTask,
+        model_fn: Callable[[int, tf.random.Generator], HyperModel],
+        optimizer: str = "adam",
+        learning_rate: float = 1e-3,
+        eval_every: int = 75,
+        jit_compile: bool = True,
+    ):
+        super().__init__(name="fixed_trainer")
+        if not isinstance(eval_every, int) or isinstance(eval_every, bool) or eval_every < 1:
+            raise ValueError(f"eval_every={eval_every!r} must be a positive integer")
+        self.task, self.model_fn, self.eval_every = task, model_fn, eval_every
+        self.names = task.names
+        self.model = model_fn(len(self.names), _init_generator(0))
+        if self.model.hyper_weights:
+            raise ValueError(
+                "model_fn builds a model with hyper weights; the baselines need none "
+                "(build it with hyper=False)"
+            )
+        self.values = tf.Variable(tf.zeros([len(self.names)], DTYPE), name="values")
+        self.generator = tf.random.Generator.from_seed(_train_seed(0))
+        self.optimizer = make_optimizer(optimizer, learning_rate)
+        self.optimizer.build(list(self.model.weights))
+        self._optimizer_init = [(v, v.numpy()) for v in self.optimizer.variables]
+        self._chunk = tf.function(
+            self._run_chunk, input_signature=[tf.TensorSpec([], tf.int32)], jit_compile=jit_compile
+        )
+
+    def reset(self, seed: int, values: Mapping[str, float]) -> None:
+        """Fresh weights, optimizer state and noise from ``seed``; set the hyperparameters."""
+        missing = set(self.names) - set(values)
+        if missing:
+            raise ValueError(f"values={dict(values)!r} lacks {sorted(missing)}")
+        fresh = self.model_fn(len(self.names), _init_generator(seed))
+        for old, new in zip(self.model.weights, fresh.weights, strict=True):
+            old.assign(new)
+        for var, value in self._optimizer_init:
+            var.assign(value)
+        self.generator.reset_from_seed(_train_seed(seed))
+        self.values.assign([float(values[n]) for n in self.names])
+
+    @tf.autograph.experimental.do_not_convert
+    def _step(self) -> tf.Tensor:
+        batch = self.task.train_batch(self.generator)
+        values = tf.tile(self.values[tf.newaxis], [tf.shape(batch[0])[0], 1])
+        with tf.GradientTape() as tape:
+            loss = self.task.train_loss(self.model, batch, None, values, self.generator)
+        variables = list(self.model.weights)
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return loss
+
+    def _run_chunk(self, n_steps: tf.Tensor) -> dict[str, tf.Tensor]:
+        for _ in tf.range(n_steps):
+            self._step()
+        return self.task.evaluate(self.model, lambda n: None)[0]
+
+    def run(self, values: Mapping[str, float], steps: int, seed: int = 0) -> RunResult:
+        """Train for ``steps`` steps from ``seed`` at ``values``, evaluating every
+        ``eval_every`` steps (and at the end)."""
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"steps={steps!r} must be a positive integer")
+        self.reset(seed, values)
+        start = time.perf_counter()
+        done, at, rows = 0, [], []
+        while done < steps:
+            n = min(self.eval_every, steps - done)
+            metrics = self._chunk(tf.constant(n, tf.int32))
+            done += n
+            at.append(done)
+            rows.append({k: float(v) for k, v in metrics.items()})
+        seconds = time.perf_counter() - start
+        metrics = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+        return RunResult({n: float(values[n]) for n in self.names}, np.array(at), metrics, seconds)
+
+
+@dataclass
+class SearchResult:
+    """All trials of one search method, in the order they ran."""
+
+    method: str
+    runs: list[RunResult]
+
+    @property
+    def total_steps(self) -> int:
+        return int(sum(r.steps[-1] for r in self.runs))
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(r.seconds for r in self.runs))
+
+    def best(self) -> dict[str, float]:
+        """The best trial's early-stopped metrics and its hyperparameters."""
+        run = min(self.runs, key=lambda r: r.best()["valid_loss"])
+        return {**run.best(), **run.values}
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """Best validation loss found so far against the training steps spent so far."""
+        steps, losses, offset = [], [], 0
+        for run in self.runs:
+            steps.append(offset + run.steps)
+            losses.append(run.metrics["valid_loss"])
+            offset += int(run.steps[-1])
+        return np.concatenate(steps), np.minimum.accumulate(np.concatenate(losses))
+
+
+def _bounds(spec: HyperparameterSpec) -> tuple[float, float]:
+    if spec.lower is None or spec.upper is None:
+        raise ValueError(
+            f"hyperparameter {spec.name!r} has lower={spec.lower}, upper={spec.upper}; "
+            "search needs both bounds"
+        )
+    return spec.lower, spec.upper
+
+
+def grid_points(specs: Sequence[HyperparameterSpec], n_trials: int) -> list[dict[str, float]]:
+    """A grid a user would write: the dropout rates ``dropout_*`` tied into one axis, every
+    other hyperparameter its own axis; ⌊n_trials^(1/axes)⌋ levels (at least 2) per axis, evenly
+    spaced over the lower two thirds of the range, starting at the lower bound."""
+    _check_trials(n_trials)
+    tied = [s for s in specs if s.name.startswith("dropout_")]
+    axes = [[s] for s in specs if s not in tied] + ([tied] if tied else [])
+    levels = max(2, math.floor(n_trials ** (1 / len(axes)) + 1e-9))
+    grids = []
+    for axis in axes:
+        lo, hi = _bounds(axis[0])
+        grids.append(lo + (hi - lo) * np.linspace(0.0, 2.0 / 3.0, levels))
+    points = []
+    for combo in itertools.product(*grids):
+        points.append({s.name: float(v) for axis, v in zip(axes, combo, strict=True) for s in axis})
+    return points[:n_trials] if len(points) > n_trials else points
+
+
+def random_points(
+    specs: Sequence[HyperparameterSpec], n_trials: int, seed: int = 0
+) -> list[dict[str, float]]:
+    """``n_trials`` independent uniform draws inside each hyperparameter's bounds."""
+    _check_trials(n_trials)
+    rng = np.random.default_rng(seed)
+    bounds = [_bounds(s) for s in specs]
+    return [
+        {s.name: float(rng.uniform(lo, hi)) for s, (lo, hi) in zip(specs, bounds, strict=True)}
+        for _ in range(n_trials)
+    ]
+
+
+def search(
+    trainer: FixedTrainer,
+    points: Sequence[Mapping[str, float]],
+    steps: int,
+    seed: int = 0,
+    method: str = "grid",
+) -> SearchResult:
+    """Train one model per point (same seed for all: common initialisation and noise)."""
+    return SearchResult(method, [trainer.run(p, steps, seed) for p in points])
+
+
+def tpe_search(
+    trainer: FixedTrainer,
+    specs: Sequence[HyperparameterSpec],
+    n_trials: int,
+    steps: int,
+    seed: int = 0,
+    storage: str = DEFAULT_STORAGE,
+    study_name: str = "stn_tpe",
+) -> SearchResult:
+    """Optuna's TPE sampler over the bounded hyperparameters, minimising the early-stopped
+    validation loss. The study is stored at ``storage`` (any SQLAlchemy URL) and loaded if it
+    exists, so an interrupted study resumes: only the trials still missing run. Each trial's
+    curve is stored with it. TPE starts with ⌈n_trials/3⌉ random trials (at most 10)."""
+    _check_trials(n_trials)
+    if not isinstance(storage, str) or "://" not in storage:
+        raise ValueError(
+            f"storage={storage!r} must be a database URL, e.g. 'sqlite:///optuna.db' or "
+            "'postgresql://user:password@host/db'"
+        )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(
+        n_startup_trials=min(10, math.ceil(n_trials / 3)), seed=seed
+    )
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=sampler,
+        direction="minimize",
+        load_if_exists=True,
+    )
+    bounds = {s.name: _bounds(s) for s in specs}
+
+    def objective(trial: optuna.Trial) -> float:
+        values = {n: trial.suggest_float(n, lo, hi) for n, (lo, hi) in bounds.items()}
+        run = trainer.run(values, steps, seed)
+        trial.set_user_attr("run", run.to_dict())
+        return run.best()["valid_loss"]
+
+    done = _completed(study)
+    if len(done) < n_trials:
+        study.optimize(objective, n_trials=n_trials - len(done))
+    runs = [RunResult.from_dict(t.user_attrs["run"]) for t in _completed(study)[:n_trials]]
+    return SearchResult("tpe", runs)
+
+
+def _completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    states = (optuna.trial.TrialState.COMPLETE,)
+    return sorted(study.get_trials(deepcopy=False, states=states), key=lambda t: t.number)
+
+
+def _check_trials(n_trials: int) -> None:
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
+        raise ValueError(f"n_trials={n_trials!r} must be a positive integer")
+
+
+def _init_generator(seed: int) -> tf.random.Generator:
+    """The same weight initialisation as an STN run with this seed."""
+    return tf.random.Generator.from_seed(2 * seed)
+
+
+def _train_seed(seed: int) -> int:
+    return 2 * seed + 1

@@ -1,0 +1,135 @@
+"""Experiment configurations: the toy problem as one dataclass, its variants, many seeds.
+
+An experiment is data (every knob, validated), ``build()`` turns it into an :class:`STN`, and
+``run_seeds`` reuses one compiled graph for many seeds through ``STN.reset``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from stn.data import ToyTask, x_range_spec
+from stn.metrics import toy_success
+from stn.models import ToyHyperNet
+from stn.training import STN, STNConfig, Trajectory
+
+
+@dataclass(frozen=True)
+class ToyExperiment:
+    """Every knob of the toy STN run. Defaults: the design document's settings with the
+    paper's per-unit hypernetwork."""
+
+    seed: int = 0
+    batch_size: int = 100
+    depth: int = 3
+    width: int = 4
+    activation: str = "relu"
+    per_unit: bool = True
+    hyper_init: str = "paper"
+    centered: bool = False
+    delta_split: bool = False
+    x_range_init: float = 0.5
+    scale_init: float = 0.5
+    validation_range: float = 2.0
+    warmup_steps: int = 5
+    train_steps: int = 2
+    valid_steps: int = 2
+    max_cycles: int = 10000
+    target: float | None = 0.05
+    weight_lr: float = 0.01
+    hyper_lr: float = 0.003
+    scale_lr: float = 0.003
+    entropy_weight: float = 1e-3
+    chunk_cycles: int = 1000
+    snapshot_every: int = 200
+    jit_compile: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
+
+    @classmethod
+    def from_parameters(cls, **params: object) -> ToyExperiment:
+        """Build from notebook parameters, naming any unknown one."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {unknown}; allowed: {', '.join(sorted(known))}"
+            )
+        return cls(**params)
+
+    def config(self) -> STNConfig:
+        names = {f.name for f in fields(STNConfig)}
+        return STNConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+    def task(self) -> ToyTask:
+        return ToyTask(batch_size=self.batch_size, validation_range=self.validation_range)
+
+    def build(self) -> STN:
+        model_fn = functools.partial(
+            ToyHyperNet,
+            depth=self.depth,
+            width=self.width,
+            per_unit=self.per_unit,
+            hyper_init=self.hyper_init,
+            activation=self.activation,
+        )
+        spec = x_range_spec(self.x_range_init, self.scale_init)
+        return STN(self.task(), [spec], model_fn, self.config(), seed=self.seed)
+
+
+#: The robustness study's variants, all options of the one training loop.
+VARIANTS: dict[str, dict[str, object]] = {
+    "design doc": dict(per_unit=False, hyper_init="design"),
+    "paper": dict(per_unit=True, hyper_init="paper"),
+    "delta-stn": dict(per_unit=True, hyper_init="zero", centered=True, delta_split=True),
+}
+VARIANTS["default"] = VARIANTS["delta-stn"]
+
+
+def variant(name: str, **overrides: object) -> ToyExperiment:
+    """A named variant of :class:`ToyExperiment`, with optional overrides."""
+    if name not in VARIANTS:
+        raise ValueError(f"variant={name!r} is unknown; allowed: {', '.join(VARIANTS)}")
+    return ToyExperiment(**{**VARIANTS[name], **overrides})
+
+
+def run_seeds(
+    experiment: ToyExperiment, seeds: Iterable[int], progress: bool = True
+) -> list[Trajectory]:
+    """Run ``experiment`` once per seed, compiling once and resetting the variables in place."""
+    seeds = list(seeds)
+    trainer = experiment.build()
+    runs = []
+    for seed in tqdm(seeds, disable=not progress, desc="seeds"):
+        trainer.reset(seed)
+        runs.append(trainer.run())
+    return runs
+
+
+def summarize(runs: list[Trajectory], seeds: Iterable[int]) -> list[dict[str, object]]:
+    """One row per seed: final x_range, distance, cycles run, success."""
+    rows = []
+    for seed, t in zip(seeds, runs, strict=True):
+        final = t.final()
+        rows.append(
+            dict(
+                seed=seed,
+                x_range=final["x_range"],
+                distance=final["distance"],
+                cycles=t.cycles,
+                success=toy_success(final["distance"], final["x_range"]),
+            )
+        )
+    return rows
+
+
+def success_rate(rows: list[dict[str, object]]) -> float:
+    return float(np.mean([r["success"] for r in rows]))
+

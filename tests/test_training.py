@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+
+from stn.experiments import ToyExperiment, variant
+from stn.training import STNConfig
+
+SMALL = dict(max_cycles=60, chunk_cycles=20, snapshot_every=10, target=None)
+ALIVE = dict(activation="tanh", jit_compile=False, **SMALL)  # no dead units: every weight moves
+
+
+def snapshot(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def changed(before, variables):
+    return [not np.array_equal(b, v.numpy()) for b, v in zip(before, variables, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    return ToyExperiment(**ALIVE).build()
+
+
+def test_weight_step_moves_only_the_weights(trainer):
+    hp, model = trainer.hyperparameters, trainer.model
+    weights, hyper = snapshot(model.weights), snapshot([hp.unconstrained, hp.scale])
+    trainer.weight_step()
+    assert all(changed(weights, model.weights))
+    assert not any(changed(hyper, [hp.unconstrained, hp.scale]))
+
+
+def test_hyper_step_moves_only_lambda_and_scale(trainer):
+    hp, model = trainer.hyperparameters, trainer.model
+    weights, hyper = snapshot(model.weights), snapshot([hp.unconstrained, hp.scale])
+    trainer.hyper_step()
+    assert not any(changed(weights, model.weights))
+    assert all(changed(hyper, [hp.unconstrained, hp.scale]))
+
+
+def test_zero_initialised_response_gives_no_hypergradient():
+    """Centered input, V = C = 0: F does not depend on λ, so only the entropy moves s (up)."""
+    t = variant("delta-stn", **ALIVE).build()
+    hp = t.hyperparameters
+    lam, s = hp.unconstrained.numpy().copy(), hp.scale.numpy().copy()
+    t.hyper_step()
+    np.testing.assert_array_equal(hp.unconstrained.numpy(), lam)
+    assert hp.scale.numpy()[0] > s[0]
+
+
+def test_delta_split_trains_general_weights_at_unperturbed_lambda():
+    """With delta_split, the elementary weights' step ignores ε: two trainers whose noise
+    differs only in the perturbation give the same elementary update when V = C = 0."""
+    t = variant("delta-stn", **ALIVE).build()
+    before = snapshot(t.model.elementary_weights)
+    t.weight_step()
+    after = snapshot(t.model.elementary_weights)
+    t2 = variant("delta-stn", scale_init=3.0, **ALIVE).build()
+    t2.weight_step()
+    # same batch, different ε scale: general weights see the same loss at λ
+    for a, b, c in zip(before, after, snapshot(t2.model.elementary_weights), strict=True):
+        assert not np.array_equal(a, b)
+        np.testing.assert_allclose(b, c, rtol=1e-12)
+
+
+def test_run_records_trajectories_and_does_not_retrace():
+    t = ToyExperiment(**SMALL).build()
+    first = t.run()
+    assert first.cycles == 60 and first.values.shape == (60, 1)
+    assert first.metrics["distance"].shape == (60,)
+    assert first.snapshots.shape == (6, 100)
+    np.testing.assert_array_equal(first.snapshot_cycles, np.arange(10, 61, 10))
+    t.reset(0)
+    second = t.run()
+    assert t.trace_count == 1  # three chunks per run, two runs, one trace
+    np.testing.assert_array_equal(first.values, second.values)  # reset(seed) restarts exactly
+
+
+def test_seed_fixes_the_run_whatever_the_chunking():
+    a = ToyExperiment(seed=3, **SMALL).build().run()
+    b = ToyExperiment(seed=3, **{**SMALL, "chunk_cycles": 30, "snapshot_every": 10}).build().run()
+    c = ToyExperiment(seed=4, **SMALL).build().run()
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.metrics["distance"], b.metrics["distance"])
+    assert not np.array_equal(a.values, c.values)
+
+
+def test_stops_in_graph_at_the_target():
+    t = ToyExperiment(**{**SMALL, "target": 1e6}).build()  # any distance is below the target
+    trajectory = t.run()
+    assert trajectory.cycles == 1 and trajectory.stopped
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(train_steps=0), "train_steps=0 must be a positive integer"),
+        (dict(weight_lr=-1.0), "weight_lr=-1.0 must be a positive finite number"),
+        (dict(hyper_optimizer="adamw"), "hyper_optimizer='adamw' is not allowed"),
+        (dict(chunk_cycles=100, snapshot_every=30), "snapshot_every=30 must divide"),
+        (dict(delta_split=True), "delta_split=True needs centered=True"),
+        (dict(target=0.0), "target=0.0 must be positive or None"),
+    ],
+)
+def test_bad_config(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        STNConfig(**kwargs)
+
+
+def test_bad_experiment_parameters():
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['batch_sise'\]"):
+        ToyExperiment.from_parameters(batch_sise=10)
+    with pytest.raises(ValueError, match="variant='fancy' is unknown"):
+        variant("fancy")
+    with pytest.raises(ValueError, match="seed=-1"):
+        ToyExperiment(seed=-1)
