@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -242,6 +243,8 @@ def tpe_search(
             f"storage={storage!r} must be a database URL, e.g. 'sqlite:///optuna.db' or "
             "'postgresql://user:password@host/db'"
         )
+    if storage.startswith("sqlite:///"):  # SQLite creates the file but not its folder
+        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(
         n_startup_trials=min(10, math.ceil(n_trials / 3)), seed=seed

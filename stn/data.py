@@ -191,7 +191,7 @@ def classification_specs(
 ) -> list[HyperparameterSpec]:
     """The tuned hyperparameters (official ranges and init): a dropout rate per hidden block
     ``dropout_1..n`` in (0, 0.9), input pixel dropout in (0, 0.9) and the standard deviation of
-    additive Gaussian input noise in (0, 1), with initial perturbation scale ``scale``."""
+    additive Gaussian input noise in (0, 0.5), with initial perturbation scale ``scale``."""
     if not isinstance(n_dropout, int) or n_dropout < 0:
         raise ValueError(f"n_dropout={n_dropout!r} must be an integer >= 0")
     for aug in augmentations:
@@ -200,7 +200,7 @@ def classification_specs(
     if "input_dropout" in augmentations:
         specs.append(HyperparameterSpec("input_dropout", initial_dropout, 0.0, 0.9, scale=scale))
     if "input_noise" in augmentations:
-        specs.append(HyperparameterSpec("input_noise", initial_noise, 0.0, 1.0, scale=scale))
+        specs.append(HyperparameterSpec("input_noise", initial_noise, 0.0, 0.5, scale=scale))
     specs += [
         HyperparameterSpec(f"dropout_{i + 1}", initial_dropout, 0.0, 0.9, scale=scale)
         for i in range(n_dropout)

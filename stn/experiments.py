@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 from tqdm.auto import tqdm
 
+from stn import diagnostics
 from stn.data import ToyTask, x_range_spec
-from stn.metrics import toy_success
 from stn.models import ToyHyperNet
 from stn.training import STN, STNConfig, Trajectory
 
@@ -59,9 +59,7 @@ class ToyExperiment:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(params) - known)
         if unknown:
-            raise ValueError(
-                f"unknown parameter(s) {unknown}; allowed: {', '.join(sorted(known))}"
-            )
+            raise ValueError(f"unknown parameter(s) {unknown}; allowed: {', '.join(sorted(known))}")
         return cls(**params)
 
     def config(self) -> STNConfig:
@@ -89,8 +87,19 @@ VARIANTS: dict[str, dict[str, object]] = {
     "design doc": dict(per_unit=False, hyper_init="design"),
     "paper": dict(per_unit=True, hyper_init="paper"),
     "delta-stn": dict(per_unit=True, hyper_init="zero", centered=True, delta_split=True),
+    "paper + centered": dict(per_unit=True, hyper_init="zero", centered=True),
+    "design doc + warm-up 500": dict(per_unit=False, hyper_init="design", warmup_steps=500),
+    "paper + leaky ReLU": dict(per_unit=True, hyper_init="paper", activation="leaky_relu"),
+    "delta-stn + width 8": dict(
+        per_unit=True, hyper_init="zero", centered=True, delta_split=True, width=8
+    ),
+    "delta-stn + leaky ReLU": dict(
+        per_unit=True, hyper_init="zero", centered=True, delta_split=True, activation="leaky_relu"
+    ),
 }
-VARIANTS["default"] = VARIANTS["delta-stn"]
+#: What ``make figures`` and the notebooks use, chosen in the robustness study.
+DEFAULT_VARIANT = "delta-stn + leaky ReLU"
+VARIANTS["default"] = VARIANTS[DEFAULT_VARIANT]
 
 
 def variant(name: str, **overrides: object) -> ToyExperiment:
@@ -100,36 +109,27 @@ def variant(name: str, **overrides: object) -> ToyExperiment:
     return ToyExperiment(**{**VARIANTS[name], **overrides})
 
 
-def run_seeds(
-    experiment: ToyExperiment, seeds: Iterable[int], progress: bool = True
-) -> list[Trajectory]:
-    """Run ``experiment`` once per seed, compiling once and resetting the variables in place."""
+def study(
+    experiment: ToyExperiment, seeds: Iterable[int], diagnose: bool = False, progress: bool = True
+) -> tuple[list[dict[str, object]], list[Trajectory]]:
+    """Run ``experiment`` once per seed, compiling once and resetting the variables in place.
+
+    Returns one row per seed (final x_range and distance, outcome, and with ``diagnose`` the
+    measurements of :mod:`stn.diagnostics` at the start and the end) and the trajectories.
+    """
     seeds = list(seeds)
     trainer = experiment.build()
-    runs = []
+    rows, runs = [], []
     for seed in tqdm(seeds, disable=not progress, desc="seeds"):
         trainer.reset(seed)
-        runs.append(trainer.run())
-    return runs
-
-
-def summarize(runs: list[Trajectory], seeds: Iterable[int]) -> list[dict[str, object]]:
-    """One row per seed: final x_range, distance, cycles run, success."""
-    rows = []
-    for seed, t in zip(seeds, runs, strict=True):
-        final = t.final()
-        rows.append(
-            dict(
-                seed=seed,
-                x_range=final["x_range"],
-                distance=final["distance"],
-                cycles=t.cycles,
-                success=toy_success(final["distance"], final["x_range"]),
-            )
-        )
-    return rows
+        start = diagnostics.diagnose_start(trainer) if diagnose else {}
+        trajectory = trainer.run()
+        row = {"seed": seed, **start, **diagnostics.diagnose_end(trainer, trajectory)}
+        row["success"] = row["outcome"] == "success"
+        rows.append(row)
+        runs.append(trajectory)
+    return rows, runs
 
 
 def success_rate(rows: list[dict[str, object]]) -> float:
     return float(np.mean([r["success"] for r in rows]))
-

@@ -236,7 +236,7 @@ class Hyperparameters(tf.Module):
         self.specs = tuple(specs)
         self.transforms = tuple(s.space for s in specs)
         self.unconstrained = tf.Variable(
-            [t.inverse(s.initial) for s, t in zip(specs, self.transforms)],
+            [t.inverse(s.initial) for s, t in zip(specs, self.transforms, strict=True)],
             dtype=DTYPE,
             name="unconstrained",
         )
@@ -271,9 +271,7 @@ class Hyperparameters(tf.Module):
 
     def constrain(self, unconstrained: tf.Tensor) -> tf.Tensor:
         """Map an unconstrained batch [batch, H] (or vector [H]) to the constrained space."""
-        columns = [
-            self._constrain_one(i, unconstrained[..., i]) for i in range(self.size)
-        ]
+        columns = [self._constrain_one(i, unconstrained[..., i]) for i in range(self.size)]
         return tf.stack(columns, axis=-1)
 
     def _constrain_one(self, i: int, u: tf.Tensor) -> tf.Tensor:

@@ -1,10 +1,9 @@
-"""Metrics: the design document's sup-norm distance and the robustness study's success test."""
+"""Metrics: the design document's sup-norm distance, accuracy, and binomial confidence intervals."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import tensorflow as tf
 from scipy import stats
 
@@ -14,18 +13,12 @@ def sup_distance(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     return tf.reduce_max(tf.abs(y_true - y_pred))
 
 
-def toy_success(
-    distance: float, x_range: float, max_distance: float = 0.25, x_range_interval=(1.9, 3.0)
-) -> bool:
-    """The robustness study's definition: a small distance and x_range near the validation range."""
-    lo, hi = x_range_interval
-    return bool(distance <= max_distance and lo <= x_range <= hi)
-
-
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial success rate."""
     if trials < 1 or not 0 <= successes <= trials:
-        raise ValueError(f"successes={successes}, trials={trials}: need 0 <= successes <= trials >= 1")
+        raise ValueError(
+            f"successes={successes}, trials={trials}: need 0 <= successes <= trials >= 1"
+        )
     z = stats.norm.ppf(0.5 + confidence / 2)
     p = successes / trials
     denom = 1 + z**2 / trials
@@ -38,7 +31,3 @@ def accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Fraction of examples whose arg-max logit is the label."""
     hits = tf.equal(tf.argmax(logits, axis=-1, output_type=labels.dtype), labels)
     return tf.reduce_mean(tf.cast(hits, logits.dtype))
-
-
-def median(values) -> float:
-    return float(np.median(np.asarray(values, dtype=float)))

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from stn.hyperparameters import DTYPE, HyperparameterSpec, Hyperparameters
+from stn.hyperparameters import DTYPE, Hyperparameters, HyperparameterSpec
 from stn.layers import check_choice
 from stn.models import HyperModel
 
@@ -183,9 +183,7 @@ class STN(tf.Module):
         self.weight_optimizer.build(list(self.model.weights))
         self.hyper_optimizer.build([self.hyperparameters.unconstrained])
         self.scale_optimizer.build([self.hyperparameters.scale])
-        self._optimizer_init = [
-            (v, v.numpy()) for opt in self.optimizers for v in opt.variables
-        ]
+        self._optimizer_init = [(v, v.numpy()) for opt in self.optimizers for v in opt.variables]
         self.trace_count = 0
         self.compile_seconds = 0.0
         self._chunk = tf.function(
@@ -246,7 +244,7 @@ class STN(tf.Module):
         else:
             variables = list(model.weights)
             grads = tape.gradient(loss, variables)
-        self.weight_optimizer.apply_gradients(zip(grads, variables))
+        self.weight_optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss
 
     @tf.autograph.experimental.do_not_convert

@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from stn.hyperparameters import (
     DTYPE,
-    HyperparameterSpec,
     Hyperparameters,
+    HyperparameterSpec,
     Transform,
     inverse_softplus,
 )

@@ -1,0 +1,172 @@
+"""The project's benchmark: cost per cycle of each way of running Algorithm 1 on the toy.
+
+Modes, all measured in one process on the same machine: the design document's eager loop
+(``stn.reference``), one compiled cycle per call, and compiled chunks of K cycles with and without
+XLA. Times are medians over repeated runs, in µs per cycle (2 weight + 2 hyper steps + evaluation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from stn.experiments import ToyExperiment
+from stn.reference import design_doc_loop
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    """One way of running the loop: K cycles per compiled call, with or without XLA."""
+
+    name: str
+    chunk_cycles: int
+    jit_compile: bool
+    cycles: int  # cycles per timed run
+
+    def experiment(self, base: ToyExperiment) -> ToyExperiment:
+        return dataclasses.replace(
+            base,
+            chunk_cycles=self.chunk_cycles,
+            snapshot_every=min(200, self.chunk_cycles),
+            jit_compile=self.jit_compile,
+            max_cycles=self.cycles,
+            target=None,  # time a fixed number of cycles
+        )
+
+
+def default_modes(max_cycles: int = 10000) -> list[Mode]:
+    """K = 1 (one compiled cycle per call), 10, 100, 1000, each with and without XLA."""
+    modes = []
+    for k, cycles in ((1, 300), (10, 2000), (100, max_cycles), (1000, max_cycles)):
+        for jit in (False, True):
+            label = f"K={k}" + (" XLA" if jit else "")
+            modes.append(Mode(label, k, jit, min(cycles, max_cycles)))
+    return modes
+
+
+def time_mode(mode: Mode, base: ToyExperiment, repeats: int) -> dict[str, float]:
+    """First run (compile included), then ``repeats`` timed runs from reset; µs per cycle."""
+    trainer = mode.experiment(base).build()
+    start = time.perf_counter()
+    first = trainer.run()
+    first_seconds = time.perf_counter() - start
+    samples = []
+    for r in range(repeats):
+        trainer.reset(base.seed + r)
+        start = time.perf_counter()
+        trajectory = trainer.run()
+        samples.append((time.perf_counter() - start) / trajectory.cycles * 1e6)
+    return {
+        "us_per_cycle": float(np.median(samples)),
+        "us_per_cycle_samples": samples,
+        "compile_seconds": float(first.extra["compile_seconds"]),
+        "first_run_seconds": first_seconds,
+        "cycles": mode.cycles,
+        "traces": trainer.trace_count,
+    }
+
+
+def time_eager(cycles: int, repeats: int) -> dict[str, float]:
+    """The design document's loop, as written there."""
+    design_doc_loop(2)  # traces its tf.functions
+    samples = [design_doc_loop(cycles) * 1e6 for _ in range(repeats)]
+    return {
+        "us_per_cycle": float(np.median(samples)),
+        "us_per_cycle_samples": samples,
+        "cycles": cycles,
+    }
+
+
+def speed_benchmark(
+    base: ToyExperiment, modes: list[Mode], eager_cycles: int, repeats: int
+) -> dict[str, dict[str, float]]:
+    """Every mode and the eager baseline, in one run; adds the speed-up over the eager loop."""
+    results = {"design doc (eager)": time_eager(eager_cycles, repeats)}
+    for mode in modes:
+        results[mode.name] = time_mode(mode, base, repeats)
+    eager = results["design doc (eager)"]["us_per_cycle"]
+    for r in results.values():
+        r["speedup"] = eager / r["us_per_cycle"]
+    return results
+
+
+def scaling_benchmark(
+    base: ToyExperiment, batch_sizes: list[int], widths: list[int], seconds: float = 1.0
+) -> list[dict[str, float]]:
+    """µs per cycle of the compiled loop (chunks of 10, XLA) for each batch size and width;
+    each point runs for about ``seconds``."""
+    rows = []
+    for width in widths:
+        for batch in batch_sizes:
+            exp = dataclasses.replace(
+                base,
+                width=width,
+                batch_size=batch,
+                chunk_cycles=10,
+                snapshot_every=10,
+                target=None,
+                max_cycles=10,
+            )
+            trainer = exp.build()
+            trainer.run()  # compile
+            start = time.perf_counter()
+            trainer.run()
+            estimate = max(time.perf_counter() - start, 1e-4) / 10
+            cycles = int(max(10, min(20000, round(seconds / estimate, -1))))
+            start = time.perf_counter()
+            trajectory = trainer.run(max_cycles=cycles)
+            elapsed = time.perf_counter() - start
+            rows.append(
+                dict(
+                    width=width,
+                    batch_size=batch,
+                    cycles=trajectory.cycles,
+                    us_per_cycle=elapsed / trajectory.cycles * 1e6,
+                )
+            )
+    return rows
+
+
+def full_run_memory(cycles: int = 10000) -> dict[str, float]:
+    """A fresh process runs the default toy experiment for ``cycles`` cycles with trajectory
+    recording; returns its wall time (compile included) and peak resident memory."""
+    out = subprocess.run(
+        [sys.executable, "-m", "stn.benchmark", "full-run", str(cycles)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _full_run(cycles: int) -> None:
+    from stn.experiments import variant
+
+    exp = variant("default", max_cycles=cycles, target=None)
+    start = time.perf_counter()
+    trajectory = exp.build().run()
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "cycles": trajectory.cycles,
+                "seconds": seconds,
+                "peak_mb": peak_mb,
+                "compile_seconds": trajectory.extra["compile_seconds"],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "full-run":
+        _full_run(int(sys.argv[2]))
+    else:
+        sys.exit("usage: python -m stn.benchmark full-run CYCLES")

@@ -1,0 +1,310 @@
+"""Real data: one STN run against grid, random and TPE search at equal cost accounting.
+
+Every method is scored the same way: the model is evaluated on the whole validation and test sets
+every ``eval_every`` training steps, and a run's result is the evaluation with the lowest
+validation loss (early stopping). A search's result is its best trial. Budgets are counted in
+training steps (an STN step is a weight step or a hyper step; warm-up steps count too) and the
+wall time of every run, compilation included, is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from stn.baselines import (
+    DEFAULT_STORAGE,
+    FixedTrainer,
+    SearchResult,
+    grid_points,
+    random_points,
+    search,
+    tpe_search,
+)
+from stn.data import ClassificationTask, ImageDataset, classification_specs, load_dataset
+from stn.io import write_atomic, write_json
+from stn.layers import check_choice
+from stn.models import HyperCNN, HyperMLP
+from stn.training import STN, STNConfig, Trajectory
+
+MODELS = {"mlp": HyperMLP, "cnn": HyperCNN}
+SEARCHES = ("grid", "random", "tpe")
+#: References, not competitors: the plain model at STN's initial and at its best-checkpoint
+#: hyperparameters (does STN's *schedule* beat its own final values held fixed?).
+REFERENCES = ("fixed_initial", "fixed_stn")
+METRICS = ("valid_loss", "valid_accuracy", "test_loss", "test_accuracy")
+
+
+@dataclass
+class MethodResult:
+    """One method on one seed: its early-stopped metrics and hyperparameters, total steps and
+    seconds, and the best validation loss so far against the steps spent so far."""
+
+    method: str
+    best: dict[str, float]
+    steps: int
+    seconds: float
+    curve_steps: np.ndarray
+    curve_loss: np.ndarray
+
+    @classmethod
+    def from_search(cls, result: SearchResult) -> MethodResult:
+        steps, loss = result.curve()
+        return cls(result.method, result.best(), result.total_steps, result.seconds, steps, loss)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["curve_steps"], d["curve_loss"] = self.curve_steps.tolist(), self.curve_loss.tolist()
+        return d
+
+
+@dataclass
+class Comparison:
+    """Every method on one seed, and STN's trajectory (its hyperparameter schedules)."""
+
+    seed: int
+    results: dict[str, MethodResult]
+    trajectory: Trajectory
+    warmup_steps: int
+    steps_per_cycle: int
+    config: dict = field(default_factory=dict)
+
+    def claim(self, max_fraction: float = 0.2) -> dict[str, object]:
+        """The paper's claim on this seed: STN's best validation loss is at least as good as
+        the best search method's, spending at most ``max_fraction`` of each one's steps."""
+        stn = self.results["stn"]
+        searches = [self.results[m] for m in SEARCHES]
+        best_search = min(searches, key=lambda r: r.best["valid_loss"])
+        fraction = stn.steps / min(r.steps for r in searches)
+        return {
+            "seed": self.seed,
+            "stn_valid_loss": stn.best["valid_loss"],
+            "best_search": best_search.method,
+            "best_search_valid_loss": best_search.best["valid_loss"],
+            "step_fraction": fraction,
+            "as_good": stn.best["valid_loss"] <= best_search.best["valid_loss"],
+            "cheap": fraction <= max_fraction,
+        }
+
+    def to_dict(self) -> dict:
+        t = self.trajectory
+        return {
+            "seed": self.seed,
+            "config": self.config,
+            "results": {k: r.to_dict() for k, r in self.results.items()},
+            "schedule": {
+                "names": list(t.names),
+                "values": t.values.tolist(),
+                "stddev": t.stddev.tolist(),
+                "steps": self.stn_steps(np.arange(1, t.cycles + 1)).tolist(),
+            },
+        }
+
+    def stn_steps(self, cycles: np.ndarray) -> np.ndarray:
+        """Training steps spent by STN at the end of the given (1-based) cycles."""
+        return self.warmup_steps + self.steps_per_cycle * np.asarray(cycles)
+
+
+@dataclass(frozen=True)
+class RealDataExperiment:
+    """The comparison's settings. Defaults are the official CNN settings where they exist
+    (cycles of 2 weight steps and 1 hyper step, λ and σ Adam 3e-3, τ = 1e-3, σ0 = 0.5, initial
+    dropout 0.05, uncentered hypernetwork input) and Adam 1e-3 for the weights of every method.
+    Each search runs ``n_trials`` trials of ``trial_steps`` steps."""
+
+    dataset: str = "digits"
+    model: str = "mlp"
+    n_train: int | None = None
+    n_valid: int | None = None
+    batch_size: int = 32
+    valid_batch_size: int = 100
+    weight_lr: float = 1e-3
+    hyper_lr: float = 3e-3
+    scale_lr: float = 3e-3
+    entropy_weight: float = 1e-3
+    initial_scale: float = 0.5
+    warmup_steps: int = 600
+    stn_cycles: int = 1800
+    train_steps: int = 2
+    valid_steps: int = 1
+    trial_steps: int = 6000
+    n_trials: int = 27
+    eval_every: int = 75
+    storage: str = DEFAULT_STORAGE
+
+    def __post_init__(self) -> None:
+        check_choice("model", self.model, tuple(MODELS))
+        per_cycle = self.train_steps + self.valid_steps
+        if self.eval_every % per_cycle:
+            raise ValueError(
+                f"eval_every={self.eval_every} must be a multiple of train_steps + valid_steps "
+                f"= {per_cycle} (STN evaluates after whole cycles)"
+            )
+        if self.stn_cycles % (self.eval_every // per_cycle):
+            raise ValueError(
+                f"stn_cycles={self.stn_cycles} must be a multiple of eval_every / "
+                f"(train_steps + valid_steps) = {self.eval_every // per_cycle}"
+            )
+
+    @property
+    def stn_steps(self) -> int:
+        return self.warmup_steps + self.stn_cycles * (self.train_steps + self.valid_steps)
+
+    def fingerprint(self) -> str:
+        """A short hash of the settings that change results (names the Optuna study)."""
+        settings = {k: v for k, v in asdict(self).items() if k != "storage"}
+        return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+    def stn_config(self) -> STNConfig:
+        per_cycle = self.train_steps + self.valid_steps
+        return STNConfig(
+            warmup_steps=self.warmup_steps,
+            train_steps=self.train_steps,
+            valid_steps=self.valid_steps,
+            max_cycles=self.stn_cycles,
+            target=None,
+            weight_lr=self.weight_lr,
+            hyper_lr=self.hyper_lr,
+            scale_lr=self.scale_lr,
+            entropy_weight=self.entropy_weight,
+            chunk_cycles=self.stn_cycles,
+            eval_every=self.eval_every // per_cycle,
+            snapshot_every=self.stn_cycles,
+        )
+
+    def data(self, seed: int) -> ImageDataset:
+        return load_dataset(self.dataset, seed, self.n_train, self.n_valid)
+
+    def run(self, seed: int, progress: bool = False) -> Comparison:
+        """STN, the three searches and the two references on one seed (data split included)."""
+        data = self.data(seed)
+        model_cls = MODELS[self.model]
+        probe = model_cls(1, tf.random.Generator.from_seed(0), input_shape=data.input_shape)
+        specs = classification_specs(probe.n_dropout, scale=self.initial_scale)
+        task = ClassificationTask(
+            data, [s.name for s in specs], self.batch_size, self.valid_batch_size
+        )
+
+        def hyper_model(n_hyper, generator):
+            return model_cls(n_hyper, generator, input_shape=data.input_shape)
+
+        def plain_model(n_hyper, generator):
+            return model_cls(n_hyper, generator, input_shape=data.input_shape, hyper=False)
+
+        stn = STN(task, specs, hyper_model, self.stn_config(), seed=seed)
+        trajectory = stn.run(progress=progress)
+        per_cycle = self.train_steps + self.valid_steps
+        comparison = Comparison(seed, {}, trajectory, self.warmup_steps, per_cycle, asdict(self))
+        comparison.results["stn"] = self._stn_result(comparison)
+
+        trainer = FixedTrainer(task, plain_model, "adam", self.weight_lr, self.eval_every)
+        steps, n = self.trial_steps, self.n_trials
+        searches = {
+            "grid": lambda: search(trainer, grid_points(specs, n), steps, seed, "grid"),
+            "random": lambda: search(trainer, random_points(specs, n, seed), steps, seed, "random"),
+            "tpe": lambda: tpe_search(
+                trainer,
+                specs,
+                n,
+                steps,
+                seed,
+                self.storage,
+                f"{self.dataset}-{self.model}-seed{seed}-{self.fingerprint()}",
+            ),
+        }
+        for method, run in searches.items():
+            comparison.results[method] = MethodResult.from_search(run())
+        stn_best = comparison.results["stn"].best
+        references = {
+            "fixed_initial": {s.name: s.initial for s in specs},
+            "fixed_stn": {s.name: stn_best[s.name] for s in specs},
+        }
+        for method, values in references.items():
+            result = SearchResult(method, [trainer.run(values, self.stn_steps, seed)])
+            comparison.results[method] = MethodResult.from_search(result)
+        return comparison
+
+    @staticmethod
+    def _stn_result(comparison: Comparison) -> MethodResult:
+        t = comparison.trajectory
+        i = int(np.argmin(t.metrics["valid_loss"]))
+        cycle = int(t.eval_cycles[i])
+        best = {"step": int(comparison.stn_steps(cycle))}
+        best.update({k: float(t.metrics[k][i]) for k in METRICS})
+        best.update({n: float(t.values[cycle - 1, j]) for j, n in enumerate(t.names)})
+        steps = comparison.stn_steps(t.eval_cycles)
+        total = int(comparison.stn_steps(t.cycles))
+        loss = np.minimum.accumulate(t.metrics["valid_loss"])
+        return MethodResult("stn", best, total, t.seconds, steps, loss)
+
+
+def summary(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
+    """One row per method: mean and standard deviation over seeds of the early-stopped metrics,
+    and the mean training steps and wall time per seed."""
+    rows = []
+    for method in ("stn", *SEARCHES, *REFERENCES):
+        results = [c.results[method] for c in comparisons if method in c.results]
+        if not results:
+            continue
+        row: dict[str, object] = {"method": method, "seeds": len(results)}
+        for metric in METRICS:
+            values = np.array([r.best[metric] for r in results])
+            row[metric] = float(values.mean())
+            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        row["steps"] = float(np.mean([r.steps for r in results]))
+        row["seconds"] = float(np.mean([r.seconds for r in results]))
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: Sequence[dict[str, object]]) -> str:
+    """The paper's Table 2 layout: best validation loss, test loss and accuracy (mean ± std over
+    seeds), with training steps and wall time per seed."""
+    lines = [
+        "| method | seeds | best valid loss | test loss | test accuracy | steps | wall time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def pm(row: dict, key: str) -> str:
+        std = row[f"{key}_std"]
+        return f"{row[key]:.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}")
+
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['seeds']} | {pm(r, 'valid_loss')} | {pm(r, 'test_loss')} "
+            f"| {pm(r, 'test_accuracy')} | {r['steps']:.0f} | {r['seconds']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_seeds(
+    experiment: RealDataExperiment, seeds: Sequence[int], progress: bool = False
+) -> list[Comparison]:
+    """The whole comparison once per seed (data split, initialisation and noise all follow it)."""
+    if not seeds:
+        raise ValueError("seeds=[] is not allowed: give at least one seed")
+    return [experiment.run(seed, progress) for seed in seeds]
+
+
+def write_results(
+    comparisons: Sequence[Comparison], output_dir: str | os.PathLike, prefix: str = "real_data"
+) -> dict[str, Path]:
+    """Write the table (Markdown and JSON), the per-seed claim check and every method's results
+    with STN's schedules (JSON), each atomically; return the paths by kind."""
+    out = Path(output_dir)
+    rows = summary(comparisons)
+    text = markdown_table(rows)
+    return {
+        "table": write_atomic(out / f"{prefix}_table.md", lambda p: p.write_text(text)),
+        "table_json": write_json(out / f"{prefix}_table.json", rows),
+        "claim": write_json(out / f"{prefix}_claim.json", [c.claim() for c in comparisons]),
+        "results": write_json(out / f"{prefix}_results.json", [c.to_dict() for c in comparisons]),
+    }

@@ -1,0 +1,312 @@
+"""Real data: HyperConv2D, per-example dropout, the digits task, baselines and Optuna resume."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import numpy as np
+import optuna
+import pytest
+import tensorflow as tf
+
+from stn import data as stn_data
+from stn.baselines import FixedTrainer, grid_points, random_points, search, tpe_search
+from stn.comparison import Comparison, MethodResult, RealDataExperiment, summary
+from stn.data import (
+    ClassificationTask,
+    DatasetUnavailableError,
+    classification_specs,
+    load_dataset,
+    load_digits_split,
+)
+from stn.hyperparameters import DTYPE
+from stn.layers import HyperConv2D, per_example_dropout
+from stn.models import HyperCNN, HyperMLP
+from stn.training import STN, STNConfig
+
+
+def _conv_valid(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Reference 'VALID' cross-correlation, written out with loops over output positions."""
+    n, height, width, _ = x.shape
+    k, _, _, c_out = w.shape
+    out = np.zeros((n, height - k + 1, width - k + 1, c_out))
+    for i in range(height - k + 1):
+        for j in range(width - k + 1):
+            out[:, i, j] = np.einsum("nabc,abcd->nd", x[:, i : i + k, j : j + k], w)
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_split(seed=0, n_train=100, n_valid=100)
+
+
+@pytest.fixture(scope="module")
+def task(digits):
+    return ClassificationTask(digits, [s.name for s in classification_specs(2)], batch_size=16)
+
+
+# -- HyperConv2D ---------------------------------------------------------------------------------
+
+
+def test_hyperconv2d_response_is_the_formula():
+    layer = HyperConv2D(2, 3, 3, n_hyper=2, generator=tf.random.Generator.from_seed(1))
+    layer.padding = "VALID"
+    x = np.random.default_rng(0).normal(size=(4, 5, 5, 2))
+    lam = np.random.default_rng(1).normal(size=(4, 2))
+    w, b, wh, bh = (t.numpy() for t in (layer.w, layer.b, layer.w_hyper, layer.b_hyper))
+    v, c = layer.v.numpy(), layer.c.numpy()
+    expected = _conv_valid(x, w) + b
+    expected += (lam @ v)[:, None, None, :] * _conv_valid(x, wh) + (lam @ c)[:, None, None, :] * bh
+    np.testing.assert_allclose(layer(x, lam).numpy(), expected, atol=1e-10)
+    # at λ = 0 only the elementary filters act
+    np.testing.assert_allclose(layer(x, np.zeros((4, 2))).numpy(), _conv_valid(x, w) + b)
+
+
+def test_hyperconv2d_groups_and_shapes():
+    layer = HyperConv2D(1, 8, 3, n_hyper=4, generator=tf.random.Generator.from_seed(0))
+    assert [v.name.split(":")[0] for v in layer.elementary_weights] == ["w", "b"]
+    assert [v.name.split(":")[0] for v in layer.hyper_weights] == ["w_hyper", "b_hyper", "v", "c"]
+    assert layer.v.shape == (4, 8) and layer.c.shape == (4, 8)  # one scalar per output channel
+    assert np.abs(layer.w.numpy()).max() <= 1 / 3  # U(±1/sqrt(3·3·1))
+    assert layer(tf.zeros([2, 8, 8, 1], DTYPE), tf.zeros([2, 4], DTYPE)).shape == (2, 8, 8, 8)
+    with pytest.raises(ValueError, match="padding='same'"):
+        HyperConv2D(1, 8, 3, 4, tf.random.Generator.from_seed(0), padding="same")
+
+
+# -- per-example inverted dropout -----------------------------------------------------------------
+
+
+def test_dropout_rate_zero_is_identity():
+    x = tf.random.normal([3, 50], dtype=DTYPE)
+    out = per_example_dropout(x, tf.zeros([3], DTYPE), tf.random.Generator.from_seed(0))
+    np.testing.assert_array_equal(out.numpy(), x.numpy())
+
+
+def test_dropout_is_per_example_and_inverted():
+    rates = np.array([0.0, 0.25, 0.5, 0.8])
+    x = tf.ones([4, 20000], DTYPE)
+    out = per_example_dropout(x, tf.constant(rates[:, None]), tf.random.Generator.from_seed(0))
+    out = out.numpy()
+    for row, rate in zip(out, rates, strict=True):
+        kept = row[row != 0]
+        np.testing.assert_allclose(kept, 1 / (1 - rate))  # survivors scaled by 1/(1 − r)
+        assert abs((row == 0).mean() - rate) < 0.015  # about r of the units zeroed
+    with pytest.raises(ValueError, match=r"rate has shape \(4, 2\)"):
+        per_example_dropout(x, tf.zeros([4, 2], DTYPE), tf.random.Generator.from_seed(0))
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def test_digits_split_is_fixed_by_the_seed_and_disjoint():
+    a, b, c = load_digits_split(0), load_digits_split(0), load_digits_split(1)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    assert not np.array_equal(a.x_train, c.x_train)
+    assert (len(a.y_train), len(a.y_valid), len(a.y_test)) == (300, 300, 1197)
+    rows = [{r.tobytes() for r in x} for x in (a.x_train, a.x_valid, a.x_test)]
+    assert sum(len(r) for r in rows) == len(set.union(*rows)) == 1797  # no image in two splits
+    assert 0.0 <= a.x_train.min() and a.x_train.max() <= 1.0
+    assert np.bincount(a.y_train).min() >= 29  # stratified: every class about 30 times
+    with pytest.raises(ValueError, match="n_train=0"):
+        load_digits_split(0, n_train=0)
+
+
+def test_keras_dataset_failure_gives_a_clear_error(monkeypatch):
+    def offline():
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(stn_data, "_keras_loader", lambda name: offline)
+    with pytest.raises(
+        DatasetUnavailableError, match=r"'mnist'.*URLError.*load_dataset\('digits'\)"
+    ):
+        load_dataset("mnist")
+    with pytest.raises(ValueError, match="name='svhn' is not allowed"):
+        load_dataset("svhn")
+
+
+def test_keras_dataset_split(monkeypatch):
+    rng = np.random.default_rng(0)
+    fake = (
+        (rng.integers(0, 256, (200, 4, 4)), np.repeat(np.arange(10), 20)),
+        (rng.integers(0, 256, (50, 4, 4)), np.repeat(np.arange(10), 5)),
+    )
+    monkeypatch.setattr(stn_data, "_keras_loader", lambda name: lambda: fake)
+    d = load_dataset("fashion_mnist", seed=0, n_train=60)
+    assert d.input_shape == (4, 4, 1) and d.x_train.max() <= 1.0
+    assert (len(d.y_train), len(d.y_valid), len(d.y_test)) == (60, 40, 50)
+
+
+# -- the classification task ---------------------------------------------------------------------
+
+
+def test_validation_loss_ignores_dropout_and_augmentation_randomness(task, digits):
+    model = HyperMLP(4, tf.random.Generator.from_seed(0), hidden=(16, 16))
+    batch = task.valid_batch(tf.random.Generator.from_seed(0))
+    lam = tf.zeros([batch[0].shape[0], 4], DTYPE)
+    # no random draw inside: repeated calls agree, whatever the global random state
+    first = float(task.valid_loss(model, batch, lam))
+    tf.random.set_seed(123)
+    assert float(task.valid_loss(model, batch, lam)) == first
+    # the training loss applies them: random at positive rates, the validation loss at zero
+    train_batch = task.train_batch(tf.random.Generator.from_seed(1))
+    lam = tf.zeros([16, 4], DTYPE)
+    heavy = tf.fill([16, 4], tf.constant(0.4, DTYPE))
+    noisy = {
+        float(task.train_loss(model, train_batch, lam, heavy, tf.random.Generator.from_seed(s)))
+        for s in range(3)
+    }
+    assert len(noisy) == 3
+    clean = task.train_loss(
+        model, train_batch, lam, tf.zeros([16, 4], DTYPE), tf.random.Generator.from_seed(0)
+    )
+    np.testing.assert_allclose(clean, task.valid_loss(model, train_batch, lam))
+    metrics, _ = task.evaluate(model, lambda n: tf.zeros([n, 4], DTYPE))
+    assert set(metrics) == {"valid_loss", "valid_accuracy", "test_loss", "test_accuracy"}
+
+
+def test_task_rejects_unknown_hyperparameter_names(digits):
+    with pytest.raises(ValueError, match="dropout_1"):
+        ClassificationTask(digits, ["input_noise", "dropout_2"])
+
+
+def test_one_stn_cycle_moves_only_the_right_variables(task):
+    specs = classification_specs(2)
+    config = STNConfig(
+        warmup_steps=0,
+        train_steps=1,
+        valid_steps=1,
+        max_cycles=2,
+        target=None,
+        chunk_cycles=2,
+        snapshot_every=2,
+        jit_compile=False,
+    )
+    stn = STN(task, specs, lambda h, g: HyperMLP(h, g, hidden=(16, 16)), config, seed=0)
+    weights, hp = stn.model.weights, stn.hyperparameters
+
+    def snapshot():
+        return [v.numpy().copy() for v in (*weights, hp.unconstrained, hp.scale)]
+
+    before = snapshot()
+    stn.weight_step()
+    after = snapshot()
+    moved = [not np.array_equal(a, b) for a, b in zip(before, after, strict=True)]
+    assert all(moved[: len(weights)]) and not any(moved[len(weights) :])
+    stn.hyper_step()
+    final = snapshot()
+    moved = [not np.array_equal(a, b) for a, b in zip(after, final, strict=True)]
+    assert not any(moved[: len(weights)]) and all(moved[len(weights) :])
+    trajectory = stn.run()
+    assert trajectory.values.shape == (2, 4) and np.isfinite(trajectory.metrics["valid_loss"]).all()
+
+
+# -- models and baselines ------------------------------------------------------------------------
+
+
+def test_baseline_models_have_no_hyper_weights_and_the_same_architecture():
+    g = tf.random.Generator.from_seed
+    for cls in (HyperMLP, HyperCNN):
+        hyper, plain = cls(4, g(0)), cls(4, g(0), hyper=False)
+        assert plain.hyper_weights == () and len(hyper.hyper_weights) > 0
+        assert [v.shape for v in plain.elementary_weights] == [
+            v.shape for v in hyper.elementary_weights
+        ]
+        x = tf.zeros([2, 8, 8, 1], DTYPE)
+        assert plain(x).shape == hyper(x, tf.zeros([2, 4], DTYPE)).shape == (2, 10)
+    assert HyperCNN(1, g(0)).n_dropout == 3 and HyperMLP(1, g(0)).n_dropout == 2
+    with pytest.raises(ValueError, match="hnet_input=None"):
+        HyperMLP(4, g(0))(tf.zeros([2, 8, 8, 1], DTYPE))
+
+
+def _trainer(task, eval_every=5):
+    def model_fn(h, g):
+        return HyperMLP(h, g, hidden=(8,), hyper=False)
+
+    return FixedTrainer(task, model_fn, eval_every=eval_every, jit_compile=False)
+
+
+@pytest.fixture(scope="module")
+def small_task(digits):
+    return ClassificationTask(digits, [s.name for s in classification_specs(1)], batch_size=16)
+
+
+def test_fixed_training_is_fixed_by_the_seed(small_task):
+    trainer = _trainer(small_task)
+    values = {"input_dropout": 0.1, "input_noise": 0.1, "dropout_1": 0.2}
+    a, b, c = trainer.run(values, 12, 0), trainer.run(values, 12, 0), trainer.run(values, 12, 1)
+    assert list(a.steps) == [5, 10, 12]
+    np.testing.assert_array_equal(a.metrics["valid_loss"], b.metrics["valid_loss"])
+    assert not np.array_equal(a.metrics["valid_loss"], c.metrics["valid_loss"])
+    with pytest.raises(ValueError, match="hyper weights"):
+        FixedTrainer(small_task, lambda h, g: HyperMLP(h, g, hidden=(8,)))
+
+
+def test_grid_and_random_points():
+    specs = classification_specs(2)
+    grid = grid_points(specs, 27)
+    assert len(grid) == 27 and all(p["dropout_1"] == p["dropout_2"] for p in grid)
+    assert sorted({p["input_noise"] for p in grid}) == pytest.approx([0.0, 0.5 / 3, 1.0 / 3])
+    points = random_points(specs, 5, seed=3)
+    assert points == random_points(specs, 5, seed=3) and len(points) == 5
+    assert all(0 <= p["dropout_2"] <= 0.9 and 0 <= p["input_noise"] <= 0.5 for p in points)
+    with pytest.raises(ValueError, match="n_trials=0"):
+        grid_points(specs, 0)
+
+
+def test_search_counts_steps_and_keeps_the_best(small_task):
+    trainer = _trainer(small_task)
+    points = grid_points(classification_specs(1), 2)
+    result = search(trainer, points, 10, seed=0)
+    assert result.total_steps == 20 and len(result.runs) == 2
+    assert result.best()["valid_loss"] == min(r.best()["valid_loss"] for r in result.runs)
+    steps, loss = result.curve()
+    assert steps[-1] == 20 and np.all(np.diff(loss) <= 0)
+
+
+def test_optuna_study_resumes_from_its_sqlite_storage(small_task, tmp_path):
+    trainer = _trainer(small_task)
+    specs = classification_specs(1)
+    storage = f"sqlite:///{tmp_path}/study.db"
+    first = tpe_search(trainer, specs, 2, 10, seed=0, storage=storage, study_name="s")
+    resumed = tpe_search(trainer, specs, 3, 10, seed=0, storage=storage, study_name="s")
+    assert [r.values for r in resumed.runs[:2]] == [r.values for r in first.runs]
+    np.testing.assert_array_equal(
+        resumed.runs[0].metrics["valid_loss"], first.runs[0].metrics["valid_loss"]
+    )
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert len(study.trials) == 3  # the two stored trials were not run again
+    assert resumed.total_steps == 30
+    with pytest.raises(ValueError, match="storage='study.db'"):
+        tpe_search(trainer, specs, 1, 10, storage="study.db")
+
+
+# -- the comparison ------------------------------------------------------------------------------
+
+
+def _result(method: str, loss: float, steps: int) -> MethodResult:
+    best = {"valid_loss": loss, "valid_accuracy": 0.9, "test_loss": loss, "test_accuracy": 0.9}
+    return MethodResult(method, best, steps, 1.0, np.array([steps]), np.array([loss]))
+
+
+def test_claim_and_summary():
+    results = {"stn": _result("stn", 0.10, 100)}
+    results.update(
+        {m: _result(m, loss, 1000) for m, loss in (("grid", 0.12), ("random", 0.11), ("tpe", 0.2))}
+    )
+    c = Comparison(0, results, trajectory=None, warmup_steps=10, steps_per_cycle=3)
+    claim = c.claim()
+    assert claim["best_search"] == "random" and claim["as_good"] and claim["cheap"]
+    assert claim["step_fraction"] == pytest.approx(0.1)
+    rows = summary([c, c])
+    assert [r["method"] for r in rows] == ["stn", "grid", "random", "tpe"]
+    assert rows[0]["valid_loss"] == pytest.approx(0.10) and rows[0]["valid_loss_std"] == 0.0
+
+
+def test_experiment_checks_its_budgets():
+    with pytest.raises(ValueError, match="eval_every=10"):
+        RealDataExperiment(eval_every=10)
+    with pytest.raises(ValueError, match="model='resnet'"):
+        RealDataExperiment(model="resnet")
+    assert RealDataExperiment().stn_steps == 6000
