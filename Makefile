@@ -7,6 +7,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
+export TF_ENABLE_ONEDNN_OPTS ?= 0
 
 RUN_NOTEBOOK := $(PYTHON) -m stn.notebooks
 EXECUTED := notebooks/executed
@@ -39,7 +40,7 @@ figures-bench bench: $(STAMP) ## Speed benchmark: figures/speed.png, figures/sca
 .PHONY: figures-robustness
 figures-robustness: $(STAMP) ## Success rates over seeds per variant, failure-mode diagnosis
 	$(RUN_NOTEBOOK) notebooks/robustness.ipynb $(EXECUTED)/robustness.ipynb -p output_dir ../figures \
-		-p n_seeds 30
+		-p n_seeds 30 -p min_default_rate 0.9
 
 .PHONY: figures-real
 figures-real: $(STAMP) ## Real data: STN against grid, random and TPE search on digits

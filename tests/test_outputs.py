@@ -1,0 +1,70 @@
+"""The notebook runner's parameter checks, whole-or-nothing writes, and the figures."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stn import plots
+from stn.experiments import ToyExperiment
+from stn.io import write_json
+from stn.notebooks import check_parameters, main, notebook_parameters
+
+TOY = Path(__file__).parents[1] / "notebooks" / "toy_stn.ipynb"
+
+
+def test_notebook_parameters_are_read_from_the_tagged_cell():
+    params = notebook_parameters(TOY)
+    assert params["batch_size"] == 100 and params["validation_range"] == 2.0
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"batch_sise": 10}, r"unknown parameter batch_sise=10; allowed: .*batch_size"),
+        ({"batch_size": "100"}, r"batch_size='100' has type str; allowed: int"),
+        ({"batch_size": True}, r"batch_size=True has type bool; allowed: int"),
+        ({"hyper_lr": "fast"}, r"hyper_lr='fast' has type str; allowed: float"),
+    ],
+)
+def test_bad_notebook_parameters(params, message):
+    with pytest.raises(ValueError, match=message):
+        check_parameters(TOY, params)
+    check_parameters(TOY, {"hyper_lr": 1, "seed": 3})  # an int is a valid float
+
+
+def test_runner_refuses_bad_parameters_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out.ipynb"
+    assert main([str(TOY), str(out), "-p", "widht", "8"]) == 2
+    assert "unknown parameter widht=8" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "data.json"
+    with pytest.raises(TypeError):
+        write_json(target, {"x": object()})
+    assert list(tmp_path.iterdir()) == []
+    write_json(target, {"x": 1})
+    assert json.loads(target.read_text()) == {"x": 1}
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_figures_and_animation(tmp_path):
+    exp = ToyExperiment(max_cycles=40, chunk_cycles=20, snapshot_every=10, target=None)
+    trainer = exp.build()
+    trajectory = trainer.run()
+    figures = plots.design_doc_plots(trajectory, exp.validation_range)
+    assert set(figures) == {"x_range", "scale", "distance", "weight_loss", "hyper_loss"}
+    for name, fig in figures.items():
+        plots.save_figure(fig, tmp_path / f"{name}.png")
+        assert Image.open(tmp_path / f"{name}.png").format == "PNG"
+    gif = plots.function_animation(trajectory, trainer.task.grid.numpy(), tmp_path / "f.gif")
+    with Image.open(gif) as image:
+        assert image.format == "GIF" and image.n_frames == len(trajectory.snapshots) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"{n}.png" for n in figures] + ["f.gif"]
+    )
+    assert np.isfinite(trajectory.metrics["distance"]).all()
