@@ -108,6 +108,11 @@ class STNConfig:
             raise ValueError(f"target={self.target!r} must be positive or None (no early stop)")
         for name in ("weight_optimizer", "hyper_optimizer", "scale_optimizer"):
             check_choice(name, getattr(self, name), OPTIMIZERS)
+        if self.snapshot_every % self.eval_every:
+            raise ValueError(
+                f"snapshot_every={self.snapshot_every} must be a multiple of "
+                f"eval_every={self.eval_every}: snapshots are taken at evaluations"
+            )
         for name in ("eval_every", "snapshot_every"):
             if self.chunk_cycles % getattr(self, name):
                 raise ValueError(
@@ -184,6 +189,9 @@ class STN(tf.Module):
         self.hyper_optimizer.build([self.hyperparameters.unconstrained])
         self.scale_optimizer.build([self.hyperparameters.scale])
         self._optimizer_init = [(v, v.numpy()) for opt in self.optimizers for v in opt.variables]
+        metrics, snapshot = self.evaluate()  # eagerly, once: the recorded names and shapes
+        self.metric_names = tuple(sorted(metrics))
+        self._snapshot_shape = tuple(snapshot.shape)
         self.trace_count = 0
         self.compile_seconds = 0.0
         self._chunk = tf.function(
@@ -275,19 +283,17 @@ class STN(tf.Module):
         cfg, hp = self.config, self.hyperparameters
         size = cfg.chunk_cycles
 
-        metrics0, snapshot0 = self.evaluate()
-        metric_names = tuple(sorted(metrics0))
-
+        metric_names = self.metric_names
         def array(n: int, shape: Sequence[int]) -> tf.TensorArray:
             return tf.TensorArray(DTYPE, size=n, element_shape=shape)
 
         values, stddev = array(size, [hp.size]), array(size, [hp.size])
         wloss, hloss = array(size, []), array(size, [])
         metrics = array(size // cfg.eval_every, [len(metric_names)])
-        snapshots = array(size // cfg.snapshot_every, snapshot0.shape)
+        snapshots = array(size // cfg.snapshot_every, self._snapshot_shape)
         done = tf.constant(0, tf.int32)
         stop = tf.constant(False)
-        stop_value = metrics0[self.task.stop_metric]
+        stop_value = tf.constant(np.inf, DTYPE)
         for _ in tf.range(n_warmup):
             self.weight_step()
         w = h = tf.constant(np.nan, DTYPE)
@@ -324,9 +330,6 @@ class STN(tf.Module):
             "snapshots": snapshots.stack(),
         }
 
-    def metric_names(self) -> tuple[str, ...]:
-        return tuple(sorted(self.evaluate()[0]))
-
     def run(self, max_cycles: int | None = None, progress: bool = False) -> Trajectory:
         """Warm up, then run chunks of cycles until the target or ``max_cycles`` is reached.
 
@@ -336,7 +339,7 @@ class STN(tf.Module):
         total = cfg.max_cycles if max_cycles is None else max_cycles
         if not isinstance(total, int) or total < 1:
             raise ValueError(f"max_cycles={total!r} must be a positive integer")
-        names = self.metric_names()
+        names = self.metric_names
         start = time.perf_counter()
         parts: list[dict[str, np.ndarray]] = []
         done, stopped = 0, False
