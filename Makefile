@@ -25,7 +25,7 @@ install: $(STAMP) ## Create the virtualenv (.venv) and install stn with its dev 
 
 ## Figures -----------------------------------------------------------------------------------
 .PHONY: figures
-figures: figures-toy figures-bench figures-robustness figures-real ## Regenerate every figure in figures/ (full scale)
+figures: figures-toy figures-bench figures-robustness figures-real figures-real-cnn ## Regenerate every figure in figures/ (full scale)
 
 .PHONY: figures-toy
 figures-toy: $(STAMP) ## The toy replication: five trajectory plots and the function GIF
@@ -44,7 +44,15 @@ figures-robustness: $(STAMP) ## Success rates over seeds per variant, failure-mo
 
 .PHONY: figures-real
 figures-real: $(STAMP) ## Real data: STN against grid, random and TPE search on digits
-	$(RUN_NOTEBOOK) notebooks/real_data.ipynb $(EXECUTED)/real_data.ipynb -p output_dir ../figures
+	$(RUN_NOTEBOOK) notebooks/real_data.ipynb $(EXECUTED)/real_data.ipynb -p output_dir ../figures \
+		-p seeds "[0, 1, 2]" -p warmup_steps 600 -p stn_cycles 1800 -p trial_steps 6000 \
+		-p n_trials 27 -p eval_every 75
+
+.PHONY: figures-real-cnn
+figures-real-cnn: $(STAMP) ## Real data with the hyper CNN (one seed, reduced budget): figures/cnn/
+	$(RUN_NOTEBOOK) notebooks/real_data.ipynb $(EXECUTED)/real_data_cnn.ipynb \
+		-p output_dir ../figures/cnn -p model cnn -p seeds "[0]" -p warmup_steps 150 \
+		-p stn_cycles 450 -p trial_steps 1500 -p n_trials 8 -p eval_every 75
 
 ## Checks ------------------------------------------------------------------------------------
 .PHONY: test

@@ -1,4 +1,5 @@
-"""Data and tasks: the design document's toy problem (fit x², tune the training range)."""
+"""Data and tasks: the design document's toy problem (fit x², tune the training range) and
+image classification (digits offline; MNIST, Fashion-MNIST, CIFAR-10 through keras.datasets)."""
 
 from __future__ import annotations
 

@@ -173,9 +173,12 @@ def make_transform(
                 f"got lower={lower}, upper={upper}"
             )
         return LowerSoftplus(float(lower)) if lower is not None else UpperSoftplus(float(upper))
-    if transform == "exp":
-        return Exponential()
-    return Identity()
+    if lower is not None or upper is not None:
+        raise ValueError(
+            f"hyperparameter {name!r}: transform={transform!r} takes no bounds, "
+            f"got lower={lower}, upper={upper}; use 'sigmoid' or 'softplus' for bounded values"
+        )
+    return Exponential() if transform == "exp" else Identity()
 
 
 @dataclass(frozen=True)

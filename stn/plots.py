@@ -203,8 +203,12 @@ def schedules_plot(comparisons: list) -> plt.Figure:
     return fig
 
 
-OUTCOME_COLORS = {"success": "tab:green", "collapse": "tab:red", "stuck": "tab:orange",
-                  "other": "tab:gray"}
+OUTCOME_COLORS = {
+    "success": "tab:green",
+    "collapse": "tab:red",
+    "stuck": "tab:orange",
+    "other": "tab:gray",
+}
 
 
 def success_rate_plot(rates: dict[str, tuple[float, float, float]], threshold: float) -> plt.Figure:
@@ -246,8 +250,9 @@ def final_state_plot(finals: dict[str, list[dict]]) -> plt.Figure:
     names = list(finals)
     cols = min(4, len(names))
     rows = int(np.ceil(len(names) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False,
-                             sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False, sharex=True, sharey=True
+    )
     for ax, name in zip(axes.flat, names, strict=False):
         for r in finals[name]:
             ax.scatter(r["x_range"], r["distance"], s=14, color=OUTCOME_COLORS[r["outcome"]])
@@ -255,7 +260,7 @@ def final_state_plot(finals: dict[str, list[dict]]) -> plt.Figure:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(name, fontsize=9)
-    for ax in axes.flat[len(names):]:
+    for ax in axes.flat[len(names) :]:
         ax.axis("off")
     for ax in axes[-1]:
         ax.set_xlabel("final x_range")

@@ -284,6 +284,7 @@ class STN(tf.Module):
         size = cfg.chunk_cycles
 
         metric_names = self.metric_names
+
         def array(n: int, shape: Sequence[int]) -> tf.TensorArray:
             return tf.TensorArray(DTYPE, size=n, element_shape=shape)
 

@@ -103,6 +103,7 @@ def test_custom_transform_instance():
         (dict(initial=0.5, transform="logistic"), r"transform='logistic' is unknown; allowed"),
         (dict(initial=0.5, transform="sigmoid", lower=0.0), r"needs both bounds"),
         (dict(initial=float("nan")), r"initial=nan must be a finite number"),
+        (dict(initial=0.5, transform="identity", lower=0.0), r"takes no bounds"),
     ],
 )
 def test_bad_input(kwargs, message):
