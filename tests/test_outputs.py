@@ -68,3 +68,14 @@ def test_figures_and_animation(tmp_path):
         [f"{n}.png" for n in figures] + ["f.gif"]
     )
     assert np.isfinite(trajectory.metrics["distance"]).all()
+
+
+def test_wilson_interval_contains_the_rate():
+    from stn.metrics import wilson_interval
+
+    for k in (0, 1, 15, 29, 30):
+        lo, hi = wilson_interval(k, 30)
+        assert 0 <= lo <= k / 30 <= hi <= 1
+    assert wilson_interval(15, 30) == pytest.approx((0.3315, 0.6685), abs=1e-3)
+    with pytest.raises(ValueError, match="successes=31, trials=30"):
+        wilson_interval(31, 30)
