@@ -23,7 +23,7 @@ import tensorflow as tf
 from stn.data import ClassificationTask
 from stn.hyperparameters import DTYPE, HyperparameterSpec
 from stn.models import HyperModel
-from stn.training import make_optimizer
+from stn.optimizers import make_optimizer
 
 METHODS = ("grid", "random", "tpe")
 DEFAULT_STORAGE = "sqlite:///stn_optuna.db"

@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 from stn.hyperparameters import DTYPE, Hyperparameters, HyperparameterSpec
 from stn.layers import check_choice
 from stn.models import HyperModel
+from stn.optimizers import OPTIMIZERS, FusedOptimizer, make_optimizer
 
 Batch = tuple[tf.Tensor, ...]
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
 class Task(Protocol):
@@ -125,15 +125,6 @@ class STNConfig:
             )
 
 
-def make_optimizer(name: str, learning_rate: float) -> tf.keras.optimizers.Optimizer:
-    """Adam, SGD with momentum 0.9 (the official CNN setting), or RMSprop."""
-    if name == "adam":
-        return tf.keras.optimizers.Adam(learning_rate)
-    if name == "sgd":
-        return tf.keras.optimizers.SGD(learning_rate, momentum=0.9)
-    return tf.keras.optimizers.RMSprop(learning_rate)
-
-
 @dataclass
 class Trajectory:
     """What one STN run recorded, as NumPy arrays (one row per cycle unless stated)."""
@@ -201,7 +192,7 @@ class STN(tf.Module):
         )
 
     @property
-    def optimizers(self) -> tuple[tf.keras.optimizers.Optimizer, ...]:
+    def optimizers(self) -> tuple[FusedOptimizer, ...]:
         return (self.weight_optimizer, self.hyper_optimizer, self.scale_optimizer)
 
     def reset(self, seed: int) -> None:
@@ -295,7 +286,9 @@ class STN(tf.Module):
         done = tf.constant(0, tf.int32)
         stop = tf.constant(False)
         stop_value = tf.constant(np.inf, DTYPE)
-        for _ in tf.range(n_warmup):
+        for j in tf.range(cfg.warmup_steps):  # static bound: XLA specialises on loop bounds
+            if j >= n_warmup:
+                break
             self.weight_step()
         w = h = tf.constant(np.nan, DTYPE)
         for i in tf.range(size):
