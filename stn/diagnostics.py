@@ -38,6 +38,13 @@ def dead_units(model: ToyHyperNet, x: tf.Tensor, hnet_input: tf.Tensor) -> list[
     return dead
 
 
+def kinks(prediction: np.ndarray, tol: float = 1e-4) -> int:
+    """Grid points where the (piecewise-linear) prediction bends: |second difference| > tol.
+    Zero kinks means the net is affine on the grid, and the best affine fit of an even target
+    such as x² on a symmetric range is a constant."""
+    return int(np.sum(np.abs(np.diff(np.asarray(prediction), 2)) > tol))
+
+
 def hypergradient(trainer: STN, batches: int = 20) -> float:
     """dF/dλ at the current state, averaged over ``batches`` validation batches with the
     perturbation drawn as in a hyperparameter step (a fixed-seed generator, so no state of the
@@ -70,6 +77,7 @@ def diagnose_start(trainer: STN) -> dict[str, float]:
     grid = trainer.task.grid
     dead = dead_units(trainer.model, grid, trainer._eval_input(grid.shape[0]))
     return {
+        "kinks_init": kinks(trainer.evaluate()[1].numpy()),
         "dead_units_init": sum(dead),
         "dead_layer_init": any(d == trainer.model.layers[1].w.shape[1] for d in dead),
         "hypergradient_init": hypergradient(trainer),
@@ -87,6 +95,7 @@ def diagnose_end(trainer: STN, trajectory: Trajectory) -> dict[str, float]:
         **final,
         "outcome": outcome(final),
         "cycles": trajectory.cycles,
+        "kinks_end": kinks(trainer.evaluate()[1].numpy()),
         "dead_units_end": sum(dead),
         "dead_layer_end": any(d == trainer.model.layers[1].w.shape[1] for d in dead),
         "x_range_cycle_200": float(trajectory.values[early, 0]),

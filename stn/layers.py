@@ -155,7 +155,22 @@ class HyperConv2D(tf.Module):
         return elementary + self.b + response
 
 
-class Dense(tf.Module):
+class PlainLayer(tf.Module):
+    """A layer without hyper weights: its weights ``w`` and ``b`` are all elementary."""
+
+    w: tf.Variable
+    b: tf.Variable
+
+    @property
+    def elementary_weights(self) -> tuple[tf.Variable, ...]:
+        return (self.w, self.b)
+
+    @property
+    def hyper_weights(self) -> tuple[tf.Variable, ...]:
+        return ()
+
+
+class Dense(PlainLayer):
     """A plain dense layer (no hyper weights) with HyperDense's interface and initialisation;
     ``hnet_input`` is accepted and ignored, so the same model runs with or without STN."""
 
@@ -170,19 +185,11 @@ class Dense(tf.Module):
         self.w = _uniform(generator, [in_features, out_features], in_features, "w")
         self.b = _uniform(generator, [out_features], in_features, "b")
 
-    @property
-    def elementary_weights(self) -> tuple[tf.Variable, ...]:
-        return (self.w, self.b)
-
-    @property
-    def hyper_weights(self) -> tuple[tf.Variable, ...]:
-        return ()
-
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
         return tf.matmul(x, self.w) + self.b
 
 
-class Conv2D(tf.Module):
+class Conv2D(PlainLayer):
     """A plain 2-D convolution (no hyper weights) with HyperConv2D's interface and init."""
 
     def __init__(
@@ -201,14 +208,6 @@ class Conv2D(tf.Module):
         shape = [kernel_size, kernel_size, in_channels, out_channels]
         self.w = _uniform(generator, shape, fan_in, "w")
         self.b = _uniform(generator, [out_channels], fan_in, "b")
-
-    @property
-    def elementary_weights(self) -> tuple[tf.Variable, ...]:
-        return (self.w, self.b)
-
-    @property
-    def hyper_weights(self) -> tuple[tf.Variable, ...]:
-        return ()
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
         return tf.nn.conv2d(x, self.w, 1, self.padding) + self.b
