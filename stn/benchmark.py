@@ -145,6 +145,19 @@ def full_run_memory(cycles: int = 10000) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB: VmHWM, which (unlike ru_maxrss, inherited
+    across fork and exec on Linux) counts this program only."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _full_run(cycles: int) -> None:
     from stn.experiments import variant
 
@@ -152,7 +165,7 @@ def _full_run(cycles: int) -> None:
     start = time.perf_counter()
     trajectory = exp.build().run()
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _peak_rss_mb()
     print(
         json.dumps(
             {
