@@ -36,7 +36,8 @@ figures-bench bench: $(STAMP) ## Speed benchmark: figures/speed.png, figures/sca
 	$(RUN_NOTEBOOK) notebooks/benchmark.ipynb $(EXECUTED)/benchmark.ipynb -p output_dir ../figures \
 		-p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p scaling_seconds 1.0 \
 		-p batch_sizes "[100, 1000, 10000]" -p widths "[4, 64, 256]" -p memory_cycles 10000 \
-		-p min_speedup 500.0 -p max_us_per_cycle 200.0 -p max_full_run_seconds 10.0
+		-p min_speedup 500.0 -p max_us_per_cycle 200.0 -p max_full_run_seconds 10.0 \
+		-p max_peak_mib 1024.0
 
 .PHONY: figures-robustness
 figures-robustness: $(STAMP) ## Success rates over seeds per variant, failure-mode diagnosis
