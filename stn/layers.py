@@ -26,7 +26,52 @@ def check_choice(name: str, value: object, allowed: tuple) -> None:
         raise ValueError(f"{name}={value!r} is not allowed; choose one of {allowed}")
 
 
-class HyperDense(tf.Module):
+def _uniform(
+    generator: tf.random.Generator, shape: list[int], fan_in: int, name: str
+) -> tf.Variable:
+    """The official initialisation of W and b: U(±1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return tf.Variable(generator.uniform(shape, -bound, bound, DTYPE), name=name)
+
+
+class HyperLayer(tf.Module):
+    """Base of the hyper layers: elementary weights W, b and hyper weights W_hyper, b_hyper, V, C,
+    initialised as in the official code (W, b ~ U(±1/sqrt(fan_in)); V, C ~ N(0, std²))."""
+
+    def _init_weights(
+        self,
+        generator: tf.random.Generator,
+        w_shape: list[int],
+        out: int,
+        fan_in: int,
+        n_hyper: int,
+        per_unit: bool,
+        hyper_init: str,
+    ) -> None:
+        """``per_unit=True`` gives V, C one scalar per output unit or channel ([H, out]);
+        ``False`` is the design document's single scalar per layer ([H, 1])."""
+        check_choice("hyper_init", hyper_init, tuple(HYPER_INIT_STD))
+        std = HYPER_INIT_STD[hyper_init]
+        scaled = out if per_unit else 1
+        self.w = _uniform(generator, w_shape, fan_in, "w")
+        self.b = _uniform(generator, [out], fan_in, "b")
+        self.w_hyper = _uniform(generator, w_shape, fan_in, "w_hyper")
+        self.b_hyper = _uniform(generator, [out], fan_in, "b_hyper")
+        self.v = tf.Variable(generator.normal([n_hyper, scaled], stddev=std, dtype=DTYPE), name="v")
+        self.c = tf.Variable(generator.normal([n_hyper, scaled], stddev=std, dtype=DTYPE), name="c")
+
+    @property
+    def elementary_weights(self) -> tuple[tf.Variable, ...]:
+        """W_elem and b_elem: the weights of the network at λ = 0 (Delta-STN's general weights)."""
+        return (self.w, self.b)
+
+    @property
+    def hyper_weights(self) -> tuple[tf.Variable, ...]:
+        """W_hyper, b_hyper, V, C: the weights of the response to λ."""
+        return (self.w_hyper, self.b_hyper, self.v, self.c)
+
+
+class HyperDense(HyperLayer):
     """A dense layer whose weights respond affinely to the hyperparameters.
 
     ``per_unit=True`` gives V, C one scalar per output unit (paper, shape [H, out]);
@@ -44,33 +89,10 @@ class HyperDense(tf.Module):
         name: str | None = None,
     ):
         super().__init__(name=name)
-        check_choice("hyper_init", hyper_init, tuple(HYPER_INIT_STD))
-        bound = 1.0 / math.sqrt(in_features)
-
-        def uniform(shape: list[int], name: str) -> tf.Variable:
-            return tf.Variable(generator.uniform(shape, -bound, bound, DTYPE), name=name)
-
-        def normal(shape: list[int], name: str) -> tf.Variable:
-            std = HYPER_INIT_STD[hyper_init]
-            return tf.Variable(generator.normal(shape, stddev=std, dtype=DTYPE), name=name)
-
-        scaled = out_features if per_unit else 1
-        self.w = uniform([in_features, out_features], "w")
-        self.b = uniform([out_features], "b")
-        self.w_hyper = uniform([in_features, out_features], "w_hyper")
-        self.b_hyper = uniform([out_features], "b_hyper")
-        self.v = normal([n_hyper, scaled], "v")
-        self.c = normal([n_hyper, scaled], "c")
-
-    @property
-    def elementary_weights(self) -> tuple[tf.Variable, ...]:
-        """W_elem and b_elem: the weights of the network at λ = 0 (Delta-STN's general weights)."""
-        return (self.w, self.b)
-
-    @property
-    def hyper_weights(self) -> tuple[tf.Variable, ...]:
-        """W_hyper, b_hyper, V, C: the weights of the response to λ."""
-        return (self.w_hyper, self.b_hyper, self.v, self.c)
+        self._init_weights(
+            generator, [in_features, out_features], out_features, in_features, n_hyper,
+            per_unit, hyper_init,
+        )  # fmt: skip
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor) -> tf.Tensor:
         """x [batch, in], hnet_input [batch, H] → [batch, out]."""
@@ -80,21 +102,13 @@ class HyperDense(tf.Module):
         return elementary + response
 
 
-def _uniform(
-    generator: tf.random.Generator, shape: list[int], fan_in: int, name: str
-) -> tf.Variable:
-    """The official initialisation of W and b: U(±1/sqrt(fan_in))."""
-    bound = 1.0 / math.sqrt(fan_in)
-    return tf.Variable(generator.uniform(shape, -bound, bound, DTYPE), name=name)
-
-
 def _response(hnet_input: tf.Tensor, scale: tf.Variable, rank: int) -> tf.Tensor:
     """λV (or λC) [batch, out] reshaped to broadcast over an activation of the given rank."""
     s = tf.matmul(hnet_input, scale)
     return tf.reshape(s, tf.concat([tf.shape(s)[:1], [1] * (rank - 2), tf.shape(s)[1:]], 0))
 
 
-class HyperConv2D(tf.Module):
+class HyperConv2D(HyperLayer):
     """A 2-D convolution whose filters respond affinely to the hyperparameters, one scalar per
     output channel (the paper's CNN):
 
@@ -116,7 +130,6 @@ class HyperConv2D(tf.Module):
         name: str | None = None,
     ):
         super().__init__(name=name)
-        check_choice("hyper_init", hyper_init, tuple(HYPER_INIT_STD))
         check_choice("padding", padding, ("SAME", "VALID"))
         for param, value in (
             ("in_channels", in_channels),
@@ -127,24 +140,9 @@ class HyperConv2D(tf.Module):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{param}={value!r} must be a positive integer")
         self.padding = padding
-        fan_in = kernel_size * kernel_size * in_channels
         shape = [kernel_size, kernel_size, in_channels, out_channels]
-        std = HYPER_INIT_STD[hyper_init]
-        scaled = out_channels if per_unit else 1
-        self.w = _uniform(generator, shape, fan_in, "w")
-        self.b = _uniform(generator, [out_channels], fan_in, "b")
-        self.w_hyper = _uniform(generator, shape, fan_in, "w_hyper")
-        self.b_hyper = _uniform(generator, [out_channels], fan_in, "b_hyper")
-        self.v = tf.Variable(generator.normal([n_hyper, scaled], stddev=std, dtype=DTYPE), name="v")
-        self.c = tf.Variable(generator.normal([n_hyper, scaled], stddev=std, dtype=DTYPE), name="c")
-
-    @property
-    def elementary_weights(self) -> tuple[tf.Variable, ...]:
-        return (self.w, self.b)
-
-    @property
-    def hyper_weights(self) -> tuple[tf.Variable, ...]:
-        return (self.w_hyper, self.b_hyper, self.v, self.c)
+        fan_in = kernel_size * kernel_size * in_channels
+        self._init_weights(generator, shape, out_channels, fan_in, n_hyper, per_unit, hyper_init)
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor) -> tf.Tensor:
         """x [batch, height, width, in], hnet_input [batch, H] → [batch, height', width', out]."""
