@@ -24,6 +24,7 @@ from stn.data import ClassificationTask
 from stn.hyperparameters import DTYPE, HyperparameterSpec
 from stn.models import HyperModel
 from stn.optimizers import make_optimizer
+from stn.training import DivergenceError
 
 METHODS = ("grid", "random", "tpe")
 DEFAULT_STORAGE = "sqlite:///stn_optuna.db"
@@ -138,6 +139,9 @@ class FixedTrainer(tf.Module):
             done += n
             at.append(done)
             rows.append({k: float(v) for k, v in metrics.items()})
+            bad = {f"metric {k}": v for k, v in rows[-1].items() if not np.isfinite(v)}
+            if bad:
+                raise DivergenceError(done, bad, unit="step")
         seconds = time.perf_counter() - start
         metrics = {k: np.array([r[k] for r in rows]) for k in rows[0]}
         return RunResult({n: float(values[n]) for n in self.names}, np.array(at), metrics, seconds)

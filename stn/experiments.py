@@ -1,12 +1,19 @@
 """Experiment configurations: the toy problem as one dataclass, its variants, many seeds.
 
 An experiment is data (every knob, validated), ``build()`` turns it into an :class:`STN`, and
-``run_seeds`` reuses one compiled graph for many seeds through ``STN.reset``.
+``study`` reuses one compiled graph for many seeds through ``STN.reset``. From a shell, one run
+with checkpoints and TensorBoard logs (rerun the same command to resume it after a crash)::
+
+    python -m stn.experiments --variant default --seed 3 --checkpoint-dir runs/seed3 \
+        --log-dir runs/seed3/logs --output runs/seed3/trajectory.npz
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
 import functools
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 
@@ -16,7 +23,7 @@ from tqdm.auto import tqdm
 from stn import diagnostics
 from stn.data import ToyTask, x_range_spec
 from stn.models import ToyHyperNet
-from stn.training import STN, STNConfig, Trajectory
+from stn.training import STN, DivergenceError, STNConfig, Trajectory
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ def variant(name: str, **overrides: object) -> ToyExperiment:
     """A named variant of :class:`ToyExperiment`, with optional overrides."""
     if name not in VARIANTS:
         raise ValueError(f"variant={name!r} is unknown; allowed: {', '.join(VARIANTS)}")
-    return ToyExperiment(**{**VARIANTS[name], **overrides})
+    return ToyExperiment.from_parameters(**{**VARIANTS[name], **overrides})
 
 
 def study(
@@ -133,3 +140,54 @@ def study(
 
 def success_rate(rows: list[dict[str, object]]) -> float:
     return float(np.mean([r["success"] for r in rows]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one toy experiment from the command line; see the module docstring."""
+    parser = argparse.ArgumentParser(description="Run one toy STN experiment.")
+    parser.add_argument("--variant", default="default", help=f"one of: {', '.join(VARIANTS)}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-cycles", type=int, default=None)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE",
+        help="override a ToyExperiment field, e.g. --set target=None --set chunk_cycles=100",
+    )  # fmt: skip
+    parser.add_argument("--checkpoint-dir", help="save here every chunk; resume from here")
+    parser.add_argument("--checkpoint-every", type=int, help="cycles between checkpoints")
+    parser.add_argument("--log-dir", help="TensorBoard summaries (tensorboard --logdir DIR)")
+    parser.add_argument("--output", help="write the trajectory here (.npz)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        overrides = dict(_parse_setting(text) for text in args.set)
+        if args.max_cycles is not None:
+            overrides["max_cycles"] = args.max_cycles
+        experiment = variant(args.variant, seed=args.seed, **overrides)
+        trajectory = experiment.build().run(
+            progress=not args.no_progress,
+            checkpoint_dir=args.checkpoint_dir,
+            checkpoint_every=args.checkpoint_every,
+            log_dir=args.log_dir,
+        )
+    except (ValueError, TypeError, DivergenceError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2 if not isinstance(error, DivergenceError) else 3
+    if args.output:
+        trajectory.save(args.output)
+    final = ", ".join(f"{k}={v:.4g}" for k, v in trajectory.final().items())
+    print(f"{trajectory.cycles} cycles in {trajectory.seconds:.1f} s: {final}")
+    return 0
+
+
+def _parse_setting(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--set {text!r} must look like NAME=VALUE")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

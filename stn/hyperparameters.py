@@ -52,18 +52,21 @@ class Identity(Transform):
 
 @dataclass(frozen=True)
 class ScaledSigmoid(Transform):
-    """Two bounds: v = (hi − lo)·sigmoid(u) + lo, inverse u = logit((v − lo)/(hi − lo))."""
+    """Two bounds: v = (hi − lo)·sigmoid(u) + lo, inverse u = log(v − lo) − log(hi − v).
+
+    The forward value is clipped to [lo, hi] (a saturated sigmoid can round past ``hi``), and the
+    inverse avoids forming (v − lo)/(hi − lo), which rounds to 0 or 1 next to a bound."""
 
     lower: float
     upper: float
     name = "sigmoid"
 
     def forward(self, u: tf.Tensor) -> tf.Tensor:
-        return (self.upper - self.lower) * tf.math.sigmoid(u) + self.lower
+        v = (self.upper - self.lower) * tf.math.sigmoid(u) + self.lower
+        return tf.clip_by_value(v, self.lower, self.upper)
 
     def inverse(self, v: float) -> float:
-        p = (v - self.lower) / (self.upper - self.lower)
-        return math.log(p) - math.log1p(-p)
+        return math.log(v - self.lower) - math.log(self.upper - v)
 
     def contains(self, v: float) -> bool:
         return self.lower < v < self.upper

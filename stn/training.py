@@ -14,20 +14,26 @@ chunking. Variants are options of this one loop:
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from stn.checkpoints import RunCheckpoint
 from stn.hyperparameters import DTYPE, Hyperparameters, HyperparameterSpec
+from stn.io import write_atomic
 from stn.layers import check_choice
 from stn.models import HyperModel
 from stn.optimizers import OPTIMIZERS, FusedOptimizer, make_optimizer
+from stn.summaries import SummaryLog
 
 Batch = tuple[tf.Tensor, ...]
 
@@ -146,6 +152,37 @@ class Trajectory:
     def cycles(self) -> int:
         return len(self.weight_loss)
 
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the trajectory to ``path`` as a NumPy ``.npz`` archive, atomically."""
+        arrays = {f"metrics/{k}": v for k, v in self.metrics.items()}
+        for key in ("values", "stddev", "weight_loss", "hyper_loss", "eval_cycles", "snapshots"):
+            arrays[key] = getattr(self, key)
+        arrays["snapshot_cycles"] = self.snapshot_cycles
+        info = {"names": self.names, "seconds": self.seconds, "stopped": self.stopped}
+        arrays["info"] = np.array(json.dumps({**info, "extra": self.extra}, default=repr))
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        return write_atomic(path, write)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Trajectory:
+        """Read a trajectory written by :meth:`save`."""
+        with np.load(path) as data:
+            info = json.loads(str(data["info"]))
+            metrics = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("metrics/")}
+            arrays = {k: data[k] for k in data.files if k != "info" and "/" not in k}
+        return cls(
+            names=tuple(info["names"]),
+            metrics=metrics,
+            seconds=info["seconds"],
+            stopped=info["stopped"],
+            extra=info["extra"],
+            **arrays,
+        )
+
     def final(self) -> dict[str, float]:
         """The last recorded hyperparameter values and metrics."""
         out = {n: float(self.values[-1, i]) for i, n in enumerate(self.names)}
@@ -169,7 +206,7 @@ class STN(tf.Module):
         seed: int = 0,
     ):
         super().__init__(name="stn")
-        self.task, self.config, self.model_fn = task, config, model_fn
+        self.task, self.config, self.model_fn, self.seed = task, config, model_fn, seed
         self.hyperparameters = Hyperparameters(specs)
         self.model = model_fn(self.hyperparameters.size, _init_generator(seed))
         self.generator = tf.random.Generator.from_seed(_train_seed(seed))
@@ -197,6 +234,7 @@ class STN(tf.Module):
 
     def reset(self, seed: int) -> None:
         """Start over from ``seed``: fresh weights, hyperparameters, optimizers and noise."""
+        self.seed = seed
         fresh_hp = Hyperparameters(self.hyperparameters.specs)
         fresh = self.model_fn(self.hyperparameters.size, _init_generator(seed))
         for old, new in zip(self.model.weights, fresh.weights, strict=True):
@@ -324,65 +362,170 @@ class STN(tf.Module):
             "snapshots": snapshots.stack(),
         }
 
-    def run(self, max_cycles: int | None = None, progress: bool = False) -> Trajectory:
+    def run(
+        self,
+        max_cycles: int | None = None,
+        progress: bool = False,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        log_dir: str | os.PathLike | None = None,
+        log_every: int | None = None,
+    ) -> Trajectory:
         """Warm up, then run chunks of cycles until the target or ``max_cycles`` is reached.
 
-        Continues from the current state; call ``reset(seed)`` first for a fresh run.
+        Continues from the current state; call ``reset(seed)`` first for a fresh run. With
+        ``checkpoint_dir``, the state is saved there every ``checkpoint_every`` cycles (default:
+        every chunk) and at the end, and a run that finds a checkpoint there resumes from it.
+        With ``log_dir``, TensorBoard summaries are written every ``log_every`` cycles. A loss,
+        hyperparameter, scale, metric or weight that is NaN or infinite raises
+        :class:`DivergenceError` at the end of the chunk it appeared in.
         """
         cfg = self.config
         total = cfg.max_cycles if max_cycles is None else max_cycles
-        if not isinstance(total, int) or total < 1:
+        if not isinstance(total, int) or isinstance(total, bool) or total < 1:
             raise ValueError(f"max_cycles={total!r} must be a positive integer")
-        names = self.metric_names
+        checkpoint = None
+        if checkpoint_dir is not None:
+            checkpoint = RunCheckpoint(self, checkpoint_dir, checkpoint_every)
+        log = None
+        if log_dir is not None:
+            log = SummaryLog(log_dir, self.hyperparameters.names, self.metric_names, cfg, log_every)
+        merged = checkpoint.restore() if checkpoint is not None else None
+        before = float(checkpoint.record.seconds.numpy()) if merged is not None else 0.0
+        done = 0 if merged is None else merged["done"]
+        stopped = False if merged is None else merged["stop"]
         start = time.perf_counter()
-        parts: list[dict[str, np.ndarray]] = []
-        done, stopped = 0, False
-        with tqdm(total=total, unit="cycle", disable=not progress) as bar:
+        with tqdm(total=total, initial=min(done, total), unit="cycle", disable=not progress) as bar:
             while done < total and not stopped:
                 n = min(cfg.chunk_cycles, total - done)
                 t0 = time.perf_counter()
-                warmup = 0 if parts else cfg.warmup_steps
+                warmup = 0 if done else cfg.warmup_steps
                 out = self._chunk(tf.constant(n, tf.int32), tf.constant(warmup, tf.int32))
                 out = {k: v.numpy() for k, v in out.items()}
-                if not parts:
+                if merged is None:
                     self.compile_seconds = time.perf_counter() - t0
-                k = int(out["done"])
-                out["offset"] = done
-                parts.append(out)
-                done += k
-                stopped = bool(out["stop"])
-                bar.update(k)
-        seconds = time.perf_counter() - start
-        return self._trajectory(parts, names, seconds, stopped)
+                part = _trim(out, cfg)
+                self._check_finite(part, offset=done)
+                if log is not None:
+                    log.write(part, offset=done)
+                merged = part if merged is None else _merge(merged, part)
+                done, stopped = merged["done"], part["stop"]
+                bar.set_postfix(self._postfix(merged), refresh=False)
+                bar.update(part["done"])
+                if checkpoint is not None and (checkpoint.due(done) or stopped or done >= total):
+                    checkpoint.save(merged, before + time.perf_counter() - start)
+        if log is not None:
+            log.close()
+        seconds = before + time.perf_counter() - start
+        return self._trajectory(merged, seconds, stopped)
+
+    def _postfix(self, merged: dict[str, np.ndarray]) -> dict[str, str]:
+        """The latest hyperparameter values and metrics, for the progress bar."""
+        names = self.hyperparameters.names
+        last = {n: merged["values"][-1, j] for j, n in enumerate(names) if len(merged["values"])}
+        if len(merged["metrics"]):
+            last.update(zip(self.metric_names, merged["metrics"][-1], strict=True))
+        return {k: f"{v:.4g}" for k, v in last.items()}
+
+    def _check_finite(self, part: dict[str, np.ndarray], offset: int) -> None:
+        """Raise DivergenceError at the first cycle of the chunk where a recorded quantity is
+        NaN or infinite, naming every such quantity; then check the weights the chunk left."""
+        names, metrics, eval_every = (
+            self.hyperparameters.names,
+            part["metrics"],
+            self.config.eval_every,
+        )
+        recorded = [("training loss", part["weight_loss"], 1)]
+        recorded.append(("validation objective", part["hyper_loss"], 1))
+        recorded += [(f"hyperparameter {n}", part["values"][:, j], 1) for j, n in enumerate(names)]
+        recorded += [
+            (f"perturbation scale of {n}", part["stddev"][:, j], 1) for j, n in enumerate(names)
+        ]
+        recorded += [
+            (f"metric {n}", metrics[:, j], eval_every) for j, n in enumerate(self.metric_names)
+        ]
+        bad: dict[int, dict[str, float]] = {}
+        for quantity, series, every in recorded:
+            rows = np.flatnonzero(~np.isfinite(series))
+            if rows.size:
+                cycle = offset + (int(rows[0]) + 1) * every
+                bad.setdefault(cycle, {})[quantity] = float(series[rows[0]])
+        if bad:
+            cycle = min(bad)
+            raise DivergenceError(cycle, bad[cycle])
+        weights = {
+            f"{group} {var.name}": float(var.numpy()[~np.isfinite(var.numpy())][0])
+            for group, variables in (
+                ("elementary weight", self.model.elementary_weights),
+                ("hyper weight", self.model.hyper_weights),
+            )
+            for var in variables
+            if not np.isfinite(var.numpy()).all()
+        }
+        if weights:
+            raise DivergenceError(offset + part["done"], weights)
 
     def _trajectory(
-        self, parts: list[dict], names: tuple[str, ...], seconds: float, stopped: bool
+        self, merged: dict[str, np.ndarray], seconds: float, stopped: bool
     ) -> Trajectory:
-        cfg = self.config
-
-        def cat(key: str, every: int = 1) -> np.ndarray:
-            return np.concatenate([p[key][: int(p["done"]) // every] for p in parts])
-
-        def cycles(every: int) -> np.ndarray:
-            return np.concatenate(
-                [p["offset"] + np.arange(every, int(p["done"]) + 1, every) for p in parts]
-            )
-
-        metrics = cat("metrics", cfg.eval_every)
+        cfg, done = self.config, merged["done"]
+        metrics = merged["metrics"]
         return Trajectory(
             names=self.hyperparameters.names,
-            values=cat("values"),
-            stddev=cat("stddev"),
-            weight_loss=cat("weight_loss"),
-            hyper_loss=cat("hyper_loss"),
-            metrics={n: metrics[:, j] for j, n in enumerate(names)},
-            eval_cycles=cycles(cfg.eval_every),
-            snapshots=cat("snapshots", cfg.snapshot_every),
-            snapshot_cycles=cycles(cfg.snapshot_every),
+            values=merged["values"],
+            stddev=merged["stddev"],
+            weight_loss=merged["weight_loss"],
+            hyper_loss=merged["hyper_loss"],
+            metrics={n: metrics[:, j] for j, n in enumerate(self.metric_names)},
+            eval_cycles=np.arange(cfg.eval_every, done + 1, cfg.eval_every),
+            snapshots=merged["snapshots"],
+            snapshot_cycles=np.arange(cfg.snapshot_every, done + 1, cfg.snapshot_every),
             seconds=seconds,
             stopped=stopped,
             extra={"config": asdict(cfg), "compile_seconds": self.compile_seconds},
         )
+
+
+class DivergenceError(FloatingPointError):
+    """A run produced a NaN or an infinity; nothing from it should be plotted or saved.
+
+    ``quantities`` maps each quantity that was not finite at ``cycle`` to its value.
+    """
+
+    def __init__(self, cycle: int, quantities: dict[str, float], unit: str = "cycle"):
+        self.cycle, self.quantities = cycle, dict(quantities)
+        listed = ", ".join(f"{name} is {value}" for name, value in self.quantities.items())
+        super().__init__(
+            f"training diverged at {unit} {cycle}: {listed}. The run was stopped and nothing "
+            "was recorded from it (lower the learning rates or check the inputs)"
+        )
+
+
+#: How often each recorded array gets a row: every cycle, or every ``STNConfig.<field>`` cycles.
+RECORD_EVERY = {
+    "values": None,
+    "stddev": None,
+    "weight_loss": None,
+    "hyper_loss": None,
+    "metrics": "eval_every",
+    "snapshots": "snapshot_every",
+}
+
+
+def _trim(out: dict[str, np.ndarray], cfg: STNConfig) -> dict[str, np.ndarray]:
+    """A chunk's output cut to the cycles it ran."""
+    done = int(out["done"])
+    trimmed = {"done": done, "stop": bool(out["stop"]), "offset": 0}
+    for key, every in RECORD_EVERY.items():
+        trimmed[key] = out[key][: done // getattr(cfg, every) if every else done]
+    return trimmed
+
+
+def _merge(merged: dict[str, np.ndarray], part: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The run so far followed by the trimmed chunk output ``part``."""
+    joined = {"done": merged["done"] + part["done"], "stop": part["stop"], "offset": 0}
+    joined.update({key: np.concatenate([merged[key], part[key]]) for key in RECORD_EVERY})
+    return joined
 
 
 def _init_generator(seed: int) -> tf.random.Generator:
