@@ -23,36 +23,47 @@ $(STAMP): pyproject.toml
 .PHONY: install
 install: $(STAMP) ## Create the virtualenv (.venv) and install stn with its dev extra
 
-## Figures -----------------------------------------------------------------------------------
+## Figures ----------------------------------------------------------------------------------
+# Each executed notebook is a file target: it reruns when its notebook or anything in stn/
+# changes, and the runner writes it (and every figure) to a temporary name, then renames it.
+# .DELETE_ON_ERROR removes a target whose recipe failed, so nothing half-made looks up to date.
+.DELETE_ON_ERROR:
+STN_SOURCES := $(wildcard stn/*.py)
+NOTEBOOK_DEPS = notebooks/$(1).ipynb $(STN_SOURCES) | $(STAMP)
+
 .PHONY: figures
-figures: figures-toy figures-bench figures-robustness figures-real figures-real-cnn ## Regenerate every figure in figures/ (full scale)
+figures: figures-toy figures-bench figures-robustness figures-real figures-real-cnn ## Regenerate every figure in figures/ (full scale; only what changed)
 
 .PHONY: figures-toy
-figures-toy: $(STAMP) ## The toy replication: five trajectory plots and the function GIF
-	$(RUN_NOTEBOOK) notebooks/toy_stn.ipynb $(EXECUTED)/toy_stn.ipynb -p output_dir ../figures
+figures-toy: $(EXECUTED)/toy_stn.ipynb ## The toy replication: five trajectory plots and the function GIF
+$(EXECUTED)/toy_stn.ipynb: $(call NOTEBOOK_DEPS,toy_stn)
+	$(RUN_NOTEBOOK) $< $@ -p output_dir ../figures
 
 .PHONY: figures-bench bench
-figures-bench bench: $(STAMP) ## Speed benchmark: figures/speed.png, figures/scaling.png, figures/speed.json
-	$(RUN_NOTEBOOK) notebooks/benchmark.ipynb $(EXECUTED)/benchmark.ipynb -p output_dir ../figures \
+figures-bench bench: $(EXECUTED)/benchmark.ipynb ## Speed benchmark: figures/speed.png, figures/scaling.png, figures/speed.json
+$(EXECUTED)/benchmark.ipynb: $(call NOTEBOOK_DEPS,benchmark)
+	$(RUN_NOTEBOOK) $< $@ -p output_dir ../figures \
 		-p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p scaling_seconds 1.0 \
 		-p batch_sizes "[100, 1000, 10000]" -p widths "[4, 64, 256]" -p memory_cycles 10000 \
 		-p min_speedup 500.0 -p max_us_per_cycle 200.0 -p max_full_run_seconds 10.0 \
 		-p max_peak_mib 1024.0
 
 .PHONY: figures-robustness
-figures-robustness: $(STAMP) ## Success rates over seeds per variant, failure-mode diagnosis
-	$(RUN_NOTEBOOK) notebooks/robustness.ipynb $(EXECUTED)/robustness.ipynb -p output_dir ../figures \
-		-p n_seeds 30 -p min_default_rate 0.9
+figures-robustness: $(EXECUTED)/robustness.ipynb ## Success rates over seeds per variant, failure-mode diagnosis
+$(EXECUTED)/robustness.ipynb: $(call NOTEBOOK_DEPS,robustness)
+	$(RUN_NOTEBOOK) $< $@ -p output_dir ../figures -p n_seeds 30 -p min_default_rate 0.9
 
 .PHONY: figures-real
-figures-real: $(STAMP) ## Real data: STN against grid, random and TPE search on digits
-	$(RUN_NOTEBOOK) notebooks/real_data.ipynb $(EXECUTED)/real_data.ipynb -p output_dir ../figures \
+figures-real: $(EXECUTED)/real_data.ipynb ## Real data: STN against grid, random and TPE search on digits
+$(EXECUTED)/real_data.ipynb: $(call NOTEBOOK_DEPS,real_data)
+	$(RUN_NOTEBOOK) $< $@ -p output_dir ../figures \
 		-p seeds "[0, 1, 2]" -p warmup_steps 600 -p stn_cycles 1800 -p trial_steps 6000 \
 		-p n_trials 27 -p eval_every 75
 
 .PHONY: figures-real-cnn
-figures-real-cnn: $(STAMP) ## Real data with the hyper CNN (one seed, reduced budget): figures/cnn/
-	$(RUN_NOTEBOOK) notebooks/real_data.ipynb $(EXECUTED)/real_data_cnn.ipynb \
+figures-real-cnn: $(EXECUTED)/real_data_cnn.ipynb ## Real data with the hyper CNN (one seed, reduced budget): figures/cnn/
+$(EXECUTED)/real_data_cnn.ipynb: $(call NOTEBOOK_DEPS,real_data)
+	$(RUN_NOTEBOOK) $< $@ \
 		-p output_dir ../figures/cnn -p model cnn -p seeds "[0]" -p warmup_steps 150 \
 		-p stn_cycles 450 -p trial_steps 1500 -p n_trials 8 -p eval_every 75
 

@@ -20,10 +20,24 @@ from stn.io import write_atomic  # noqa: E402
 from stn.training import Trajectory  # noqa: E402
 
 
+#: Metadata matplotlib would stamp into each format (its version, a date): left out, so the
+#: same figure gives the same bytes.
+NO_STAMPS = {
+    "png": {"Software": None},
+    "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+    "svg": {"Creator": None, "Date": None},
+}
+matplotlib.rcParams["svg.hashsalt"] = "stn"  # SVG element ids from a fixed salt, not random
+
+
 def save_figure(fig: plt.Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save ``fig`` atomically (temporary file, then rename) and close it."""
+    """Save ``fig`` atomically (temporary file, then rename), byte-reproducibly, and close it."""
     fmt = Path(path).suffix.lstrip(".") or "png"
-    out = write_atomic(path, lambda p: fig.savefig(p, dpi=dpi, bbox_inches="tight", format=fmt))
+
+    def write(tmp: Path) -> None:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt, metadata=NO_STAMPS.get(fmt))
+
+    out = write_atomic(path, write)
     plt.close(fig)
     return out
 

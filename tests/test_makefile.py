@@ -1,0 +1,72 @@
+"""`make figures` is incremental and never leaves a half-made target that looks up to date.
+
+Runs make on a scratch copy of the Makefile with stand-in files, so nothing real executes.
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+NOTEBOOKS = ("toy_stn", "benchmark", "robustness", "real_data")
+EXECUTED = ("toy_stn", "benchmark", "robustness", "real_data", "real_data_cnn")
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A scratch project in which every executed notebook is newer than its sources."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    files = ["pyproject.toml", ".venv/.installed", "stn/__init__.py", "stn/training.py"]
+    files += [f"notebooks/{name}.ipynb" for name in NOTEBOOKS]
+    files += [f"notebooks/executed/{name}.ipynb" for name in EXECUTED]
+    for t, name in enumerate(files):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+        stamp = 1_000_000 + (1000 if "executed" in name else t)
+        os.utime(path, (stamp, stamp))
+    return tmp_path
+
+
+def make(tree: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "--no-print-directory", *args], cwd=tree, capture_output=True, text=True
+    )
+
+
+def rerun(tree: Path, *args: str) -> set[str]:
+    """The executed notebooks a dry run of ``make figures`` would rebuild."""
+    out = make(tree, "-n", "figures", *args)
+    assert out.returncode == 0, out.stderr
+    return {
+        name
+        for name in EXECUTED
+        if f"notebooks/executed/{name}.ipynb " in out.stdout.replace("\n", " ")
+    }
+
+
+def test_up_to_date_figures_rerun_nothing(tree):
+    assert rerun(tree) == set()
+
+
+def test_changing_one_notebook_reruns_only_that_notebook(tree):
+    assert rerun(tree, "-W", "notebooks/toy_stn.ipynb") == {"toy_stn"}
+    assert rerun(tree, "-W", "notebooks/robustness.ipynb") == {"robustness"}
+    # one notebook, two executions: the MLP and the CNN runs of the real-data notebook
+    assert rerun(tree, "-W", "notebooks/real_data.ipynb") == {"real_data", "real_data_cnn"}
+
+
+def test_changing_the_package_reruns_every_notebook(tree):
+    assert rerun(tree, "-W", "stn/training.py") == set(EXECUTED)
+
+
+def test_a_failed_run_leaves_no_target(tree):
+    (tree / "fail.sh").write_text('echo "half a notebook" > "$2"; exit 1\n')
+    os.utime(tree / "notebooks/toy_stn.ipynb")  # out of date
+    out = make(tree, "figures-toy", "RUN_NOTEBOOK=sh fail.sh")
+    assert out.returncode != 0
+    assert "Deleting file 'notebooks/executed/toy_stn.ipynb'" in out.stderr
+    assert not (tree / "notebooks/executed/toy_stn.ipynb").exists()
