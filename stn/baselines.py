@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import tensorflow as tf
+from tqdm.auto import tqdm
 
 from stn.data import ClassificationTask
 from stn.hyperparameters import DTYPE, HyperparameterSpec
@@ -223,9 +224,16 @@ def search(
     steps: int,
     seed: int = 0,
     method: str = "grid",
+    progress: bool = False,
 ) -> SearchResult:
     """Train one model per point (same seed for all: common initialisation and noise)."""
-    return SearchResult(method, [trainer.run(p, steps, seed) for p in points])
+    runs = []
+    with tqdm(points, desc=method, unit="trial", disable=not progress) as bar:
+        for point in bar:
+            runs.append(trainer.run(point, steps, seed))
+            best = min(run.best()["valid_loss"] for run in runs)
+            bar.set_postfix(best_valid_loss=f"{best:.4g}")
+    return SearchResult(method, runs)
 
 
 def tpe_search(
@@ -236,6 +244,7 @@ def tpe_search(
     seed: int = 0,
     storage: str = DEFAULT_STORAGE,
     study_name: str = "stn_tpe",
+    progress: bool = False,
 ) -> SearchResult:
     """Optuna's TPE sampler over the bounded hyperparameters, minimising the early-stopped
     validation loss. The study is stored at ``storage`` (any SQLAlchemy URL) and loaded if it
@@ -270,7 +279,7 @@ def tpe_search(
 
     done = _completed(study)
     if len(done) < n_trials:
-        study.optimize(objective, n_trials=n_trials - len(done))
+        study.optimize(objective, n_trials=n_trials - len(done), show_progress_bar=progress)
     runs = [RunResult.from_dict(t.user_attrs["run"]) for t in _completed(study)[:n_trials]]
     return SearchResult("tpe", runs)
 

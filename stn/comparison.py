@@ -183,8 +183,17 @@ class RealDataExperiment:
     def data(self, seed: int) -> ImageDataset:
         return load_dataset(self.dataset, seed, self.n_train, self.n_valid)
 
-    def run(self, seed: int, progress: bool = False) -> Comparison:
-        """STN, the three searches and the two references on one seed (data split included)."""
+    def run(
+        self,
+        seed: int,
+        progress: bool = False,
+        checkpoint_dir: str | os.PathLike | None = None,
+        log_dir: str | os.PathLike | None = None,
+    ) -> Comparison:
+        """STN, the three searches and the two references on one seed (data split included).
+
+        ``checkpoint_dir`` and ``log_dir`` apply to the STN run (see ``STN.run``); the TPE study
+        resumes from its storage."""
         data = self.data(seed)
         model_cls = MODELS[self.model]
         probe = model_cls(1, tf.random.Generator.from_seed(0), input_shape=data.input_shape)
@@ -200,7 +209,7 @@ class RealDataExperiment:
             return model_cls(n_hyper, generator, input_shape=data.input_shape, hyper=False)
 
         stn = STN(task, specs, hyper_model, self.stn_config(), seed=seed)
-        trajectory = stn.run(progress=progress)
+        trajectory = stn.run(progress=progress, checkpoint_dir=checkpoint_dir, log_dir=log_dir)
         per_cycle = self.train_steps + self.valid_steps
         comparison = Comparison(seed, {}, trajectory, self.warmup_steps, per_cycle, asdict(self))
         comparison.results["stn"] = self._stn_result(comparison)
@@ -208,8 +217,10 @@ class RealDataExperiment:
         trainer = FixedTrainer(task, plain_model, "adam", self.weight_lr, self.eval_every)
         steps, n = self.trial_steps, self.n_trials
         searches = {
-            "grid": lambda: search(trainer, grid_points(specs, n), steps, seed, "grid"),
-            "random": lambda: search(trainer, random_points(specs, n, seed), steps, seed, "random"),
+            "grid": lambda: search(trainer, grid_points(specs, n), steps, seed, "grid", progress),
+            "random": lambda: search(
+                trainer, random_points(specs, n, seed), steps, seed, "random", progress
+            ),
             "tpe": lambda: tpe_search(
                 trainer,
                 specs,
@@ -218,6 +229,7 @@ class RealDataExperiment:
                 seed,
                 self.storage,
                 f"{self.dataset}-{self.model}-seed{seed}-{self.fingerprint()}",
+                progress,
             ),
         }
         for method, run in searches.items():
@@ -286,12 +298,26 @@ def markdown_table(rows: Sequence[dict[str, object]]) -> str:
 
 
 def run_seeds(
-    experiment: RealDataExperiment, seeds: Sequence[int], progress: bool = False
+    experiment: RealDataExperiment,
+    seeds: Sequence[int],
+    progress: bool = False,
+    checkpoint_dir: str | os.PathLike | None = None,
+    log_dir: str | os.PathLike | None = None,
 ) -> list[Comparison]:
-    """The whole comparison once per seed (data split, initialisation and noise all follow it)."""
+    """The whole comparison once per seed (data split, initialisation and noise all follow it).
+
+    With ``checkpoint_dir`` (or ``log_dir``), seed s's STN run uses the subfolder
+    ``<fingerprint>-seed_<s>``, so runs of other settings never share one."""
     if not seeds:
         raise ValueError("seeds=[] is not allowed: give at least one seed")
-    return [experiment.run(seed, progress) for seed in seeds]
+
+    def sub(root: str | os.PathLike | None, seed: int) -> Path | None:
+        return None if root is None else Path(root) / f"{experiment.fingerprint()}-seed_{seed}"
+
+    return [
+        experiment.run(seed, progress, sub(checkpoint_dir, seed), sub(log_dir, seed))
+        for seed in seeds
+    ]
 
 
 def write_results(

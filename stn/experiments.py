@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import os
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -117,24 +119,33 @@ def variant(name: str, **overrides: object) -> ToyExperiment:
 
 
 def study(
-    experiment: ToyExperiment, seeds: Iterable[int], diagnose: bool = False, progress: bool = True
+    experiment: ToyExperiment,
+    seeds: Iterable[int],
+    diagnose: bool = False,
+    progress: bool = True,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> tuple[list[dict[str, object]], list[Trajectory]]:
     """Run ``experiment`` once per seed, compiling once and resetting the variables in place.
 
     Returns one row per seed (final x_range and distance, outcome, and with ``diagnose`` the
-    measurements of :mod:`stn.diagnostics` at the start and the end) and the trajectories.
+    measurements of :mod:`stn.diagnostics` at the start and the end) and the trajectories. With
+    ``checkpoint_dir``, each seed checkpoints into ``<checkpoint_dir>/seed_<seed>``, so an
+    interrupted study reruns only the unfinished seeds.
     """
     seeds = list(seeds)
     trainer = experiment.build()
     rows, runs = [], []
-    for seed in tqdm(seeds, disable=not progress, desc="seeds"):
+    bar = tqdm(seeds, disable=not progress, desc="seeds", unit="seed")
+    for seed in bar:
         trainer.reset(seed)
         start = diagnostics.diagnose_start(trainer) if diagnose else {}
-        trajectory = trainer.run()
+        directory = None if checkpoint_dir is None else Path(checkpoint_dir) / f"seed_{seed}"
+        trajectory = trainer.run(checkpoint_dir=directory)
         row = {"seed": seed, **start, **diagnostics.diagnose_end(trainer, trajectory)}
         row["success"] = row["outcome"] == "success"
         rows.append(row)
         runs.append(trajectory)
+        bar.set_postfix(success=f"{sum(r['success'] for r in rows)}/{len(rows)}")
     return rows, runs
 
 

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from stn.data import ToyTask, x_range_spec
-from stn.experiments import ToyExperiment, variant
+from stn.experiments import ToyExperiment, study, variant
 from stn.models import ToyHyperNet
 from stn.training import STN, DivergenceError, Trajectory
 
@@ -177,3 +177,16 @@ def test_trajectory_save_load_round_trip(tmp_path):
     assert_identical(trajectory, loaded)
     assert loaded.names == trajectory.names and loaded.extra["config"]["max_cycles"] == 200
     assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]  # no temporary left behind
+
+
+def test_an_interrupted_study_reruns_only_unfinished_seeds(tmp_path):
+    exp = variant("default", **FAST)
+    rows, runs = study(exp, [3, 4], progress=False, checkpoint_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed_3", "seed_4"]
+    (tmp_path / "seed_4" / "checkpoint").unlink()  # as if seed 4 had been killed at its start
+    finished = {p: p.stat().st_mtime_ns for p in (tmp_path / "seed_3").iterdir()}
+    again, reruns = study(exp, [3, 4], progress=False, checkpoint_dir=tmp_path)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "seed_3").iterdir()} == finished
+    assert again == rows
+    for first, second in zip(runs, reruns, strict=True):
+        assert_identical(first, second)
