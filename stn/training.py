@@ -351,7 +351,7 @@ class STN(tf.Module):
                 stop = stop_value < cfg.target
             if stop:
                 break
-        return {
+        out = {
             "done": done,
             "stop": stop,
             "values": values.stack(),
@@ -361,6 +361,10 @@ class STN(tf.Module):
             "metrics": metrics.stack(),
             "snapshots": snapshots.stack(),
         }
+        checked = [out[k] for k in ("values", "stddev", "weight_loss", "hyper_loss", "metrics")]
+        checked += list(self.model.weights)  # unwritten rows stack as zeros: finite
+        out["finite"] = tf.reduce_all([tf.reduce_all(tf.math.is_finite(x)) for x in checked])
+        return out
 
     def run(
         self,
@@ -390,10 +394,11 @@ class STN(tf.Module):
         log = None
         if log_dir is not None:
             log = SummaryLog(log_dir, self.hyperparameters.names, self.metric_names, cfg, log_every)
-        merged = checkpoint.restore() if checkpoint is not None else None
-        before = float(checkpoint.record.seconds.numpy()) if merged is not None else 0.0
-        done = 0 if merged is None else merged["done"]
-        stopped = False if merged is None else merged["stop"]
+        restored = checkpoint.restore() if checkpoint is not None else None
+        parts = [] if restored is None else [restored]
+        before = float(checkpoint.record.seconds.numpy()) if restored is not None else 0.0
+        done = 0 if restored is None else restored["done"]
+        stopped = False if restored is None else restored["stop"]
         start = time.perf_counter()
         with tqdm(total=total, initial=min(done, total), unit="cycle", disable=not progress) as bar:
             while done < total and not stopped:
@@ -402,34 +407,37 @@ class STN(tf.Module):
                 warmup = 0 if done else cfg.warmup_steps
                 out = self._chunk(tf.constant(n, tf.int32), tf.constant(warmup, tf.int32))
                 out = {k: v.numpy() for k, v in out.items()}
-                if merged is None:
+                if not parts:
                     self.compile_seconds = time.perf_counter() - t0
                 part = _trim(out, cfg)
-                self._check_finite(part, offset=done)
+                if not out["finite"]:
+                    self._raise_divergence(part, offset=done)
                 if log is not None:
                     log.write(part, offset=done)
-                merged = part if merged is None else _merge(merged, part)
-                done, stopped = merged["done"], part["stop"]
-                bar.set_postfix(self._postfix(merged), refresh=False)
+                parts.append(part)
+                done, stopped = done + part["done"], part["stop"]
+                if progress:
+                    bar.set_postfix(self._postfix(part), refresh=False)
                 bar.update(part["done"])
                 if checkpoint is not None and (checkpoint.due(done) or stopped or done >= total):
-                    checkpoint.save(merged, before + time.perf_counter() - start)
+                    parts = [_merge(parts)]
+                    checkpoint.save(parts[0], before + time.perf_counter() - start)
         if log is not None:
             log.close()
         seconds = before + time.perf_counter() - start
-        return self._trajectory(merged, seconds, stopped)
+        return self._trajectory(_merge(parts), seconds, stopped)
 
-    def _postfix(self, merged: dict[str, np.ndarray]) -> dict[str, str]:
+    def _postfix(self, part: dict[str, np.ndarray]) -> dict[str, str]:
         """The latest hyperparameter values and metrics, for the progress bar."""
         names = self.hyperparameters.names
-        last = {n: merged["values"][-1, j] for j, n in enumerate(names) if len(merged["values"])}
-        if len(merged["metrics"]):
-            last.update(zip(self.metric_names, merged["metrics"][-1], strict=True))
+        last = {n: part["values"][-1, j] for j, n in enumerate(names) if len(part["values"])}
+        if len(part["metrics"]):
+            last.update(zip(self.metric_names, part["metrics"][-1], strict=True))
         return {k: f"{v:.4g}" for k, v in last.items()}
 
-    def _check_finite(self, part: dict[str, np.ndarray], offset: int) -> None:
+    def _raise_divergence(self, part: dict[str, np.ndarray], offset: int) -> None:
         """Raise DivergenceError at the first cycle of the chunk where a recorded quantity is
-        NaN or infinite, naming every such quantity; then check the weights the chunk left."""
+        NaN or infinite, naming every such quantity; else name the weights that are not."""
         names, metrics, eval_every = (
             self.hyperparameters.names,
             part["metrics"],
@@ -462,8 +470,7 @@ class STN(tf.Module):
             for var in variables
             if not np.isfinite(var.numpy()).all()
         }
-        if weights:
-            raise DivergenceError(offset + part["done"], weights)
+        raise DivergenceError(offset + part["done"], weights)
 
     def _trajectory(
         self, merged: dict[str, np.ndarray], seconds: float, stopped: bool
@@ -521,11 +528,13 @@ def _trim(out: dict[str, np.ndarray], cfg: STNConfig) -> dict[str, np.ndarray]:
     return trimmed
 
 
-def _merge(merged: dict[str, np.ndarray], part: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The run so far followed by the trimmed chunk output ``part``."""
-    joined = {"done": merged["done"] + part["done"], "stop": part["stop"], "offset": 0}
-    joined.update({key: np.concatenate([merged[key], part[key]]) for key in RECORD_EVERY})
-    return joined
+def _merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Trimmed chunk outputs (or an earlier merge) joined into one run so far."""
+    if len(parts) == 1:
+        return parts[0]
+    merged = {"done": sum(p["done"] for p in parts), "stop": parts[-1]["stop"], "offset": 0}
+    merged.update({key: np.concatenate([p[key] for p in parts]) for key in RECORD_EVERY})
+    return merged
 
 
 def _init_generator(seed: int) -> tf.random.Generator:
