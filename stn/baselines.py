@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import optuna
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from stn.data import ClassificationTask
 from stn.hyperparameters import DTYPE, HyperparameterSpec
 from stn.models import HyperModel
 from stn.optimizers import make_optimizer
+from stn.progress import progress_bar, progress_enabled
 from stn.training import DivergenceError
 
 METHODS = ("grid", "random", "tpe")
@@ -228,7 +228,7 @@ def search(
 ) -> SearchResult:
     """Train one model per point (same seed for all: common initialisation and noise)."""
     runs = []
-    with tqdm(points, desc=method, unit="trial", disable=not progress) as bar:
+    with progress_bar(points, progress, desc=method, unit="trial") as bar:
         for point in bar:
             runs.append(trainer.run(point, steps, seed))
             best = min(run.best()["valid_loss"] for run in runs)
@@ -279,7 +279,9 @@ def tpe_search(
 
     done = _completed(study)
     if len(done) < n_trials:
-        study.optimize(objective, n_trials=n_trials - len(done), show_progress_bar=progress)
+        study.optimize(
+            objective, n_trials=n_trials - len(done), show_progress_bar=progress_enabled(progress)
+        )
     runs = [RunResult.from_dict(t.user_attrs["run"]) for t in _completed(study)[:n_trials]]
     return SearchResult("tpe", runs)
 

@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from stn import diagnostics
 from stn.data import ToyTask, x_range_spec
 from stn.models import ToyHyperNet
+from stn.progress import progress_bar
 from stn.training import STN, DivergenceError, STNConfig, Trajectory
 
 
@@ -135,7 +135,7 @@ def study(
     seeds = list(seeds)
     trainer = experiment.build()
     rows, runs = [], []
-    bar = tqdm(seeds, disable=not progress, desc="seeds", unit="seed")
+    bar = progress_bar(seeds, progress, desc="seeds", unit="seed")
     for seed in bar:
         trainer.reset(seed)
         start = diagnostics.diagnose_start(trainer) if diagnose else {}

@@ -1,65 +1,311 @@
-"""Run a parameterized notebook with papermill, refusing unknown or mistyped parameters.
+"""Parameterized notebooks: their parameters declared and checked, and a reproducible runner.
 
-``python -m stn.notebooks NOTEBOOK OUTPUT -p name value ...`` checks every name against the
-notebook's ``parameters`` cell and every value against the default's type, then executes into a
-temporary file and renames it onto OUTPUT, so a failed run leaves no half-written notebook.
+Every notebook checks its own parameters in the cell right after its ``parameters`` cell (where
+papermill also injects the values it is given), so a misspelt, mistyped or out-of-range value
+stops the run there, however the notebook is run::
+
+    from stn.notebooks import Parameter, check_notebook_parameters
+
+    check_notebook_parameters(globals(), seed=Parameter(int, ge=0), lr=Parameter(float, gt=0))
+
+``python -m stn.notebooks NOTEBOOK OUTPUT -p name value ...`` also checks every name against the
+notebook's ``parameters`` cell and every value against the default's type before it starts a
+kernel, executes with papermill into a temporary file, removes what changes from one run to the
+next (:func:`clean_notebook`) and renames the result onto OUTPUT: a failed run leaves no
+half-written notebook, and two runs with the same parameters write the same bytes unless the
+notebook's own outputs differ (a measured time, say).
+
+Importing this module imports the ``stn`` package, and with it TensorFlow (``stn/__init__.py``);
+papermill and nbformat are imported only by the functions that use them.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import copy
+import math
 import os
 import sys
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-
-import papermill
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from stn.io import atomic_path
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """The values one notebook parameter accepts.
+
+    ``types`` is a type or a tuple of types; ``float`` also admits ``int``, and a ``bool`` is
+    never an ``int`` or a ``float``. Numbers must lie within the bounds that are given
+    (``ge``: >=, ``gt``: >, ``le``: <=, ``lt``: <) and a float must be finite. ``choices``
+    lists the allowed values, ``none`` also allows None. For a list, ``items`` is the Parameter
+    every item must satisfy, ``min_length`` its shortest length and ``unique`` forbids repeats::
+
+        Parameter(int, ge=1)                  # a positive integer
+        Parameter(float, gt=0, none=True)     # a positive number, or None
+        Parameter(str, choices=("mlp", "cnn"))
+        Parameter(list, items=Parameter(int, ge=0), min_length=1, unique=True)
+    """
+
+    types: type | tuple[type, ...]
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: Iterable[object] | None = None
+    none: bool = False
+    items: Parameter | None = None
+    min_length: int = 0
+    unique: bool = False
+
+    def __post_init__(self) -> None:
+        types = self.types if isinstance(self.types, tuple) else (self.types,)
+        object.__setattr__(self, "types", types)
+        if self.choices is not None:
+            object.__setattr__(self, "choices", tuple(self.choices))
+
+    @classmethod
+    def like(cls, default: object) -> Parameter:
+        """The type of a default value (any type if it is None), or None."""
+        if default is None:
+            return cls(object, none=True)
+        return cls(float if isinstance(default, float) else type(default), none=True)
+
+    def check(self, name: str, value: object) -> None:
+        """Raise ValueError naming the parameter, its value and what is allowed, unless this
+        parameter accepts ``value``."""
+        problem = self._problem(name, value)
+        if problem is not None:
+            raise ValueError(f"parameter {problem}")
+
+    def allowed(self) -> str:
+        """What this parameter accepts, in words: ``int``, ``float or None``, ``list of int``."""
+        names = [t.__name__ for t in self.types]
+        if self.items is not None and names == ["list"]:
+            names = [f"list of {self.items.allowed()}"]
+        return " or ".join(names + (["None"] if self.none else []))
+
+    def _problem(self, name: str, value: object) -> str | None:
+        shown = f"{name}={value!r}"
+        if value is None:
+            return None if self.none else f"{shown} is None; allowed: {self.allowed()}"
+        if not self._has_type(value):
+            return f"{shown} has type {type(value).__name__}; allowed: {self.allowed()}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{shown} is not a finite number; allowed: {self._bounds() or 'finite'}"
+        if isinstance(value, int | float) and not self._in_bounds(value):
+            return f"{shown} is out of range; allowed: {self._bounds()}"
+        if self.choices is not None and value not in self.choices:
+            return f"{shown} is not a valid choice; allowed: {', '.join(map(repr, self.choices))}"
+        if isinstance(value, list):
+            return self._list_problem(name, value)
+        return None
+
+    def _has_type(self, value: object) -> bool:
+        if isinstance(value, bool):
+            return bool in self.types or object in self.types
+        types = self.types + ((int,) if float in self.types else ())
+        return isinstance(value, types)
+
+    def _in_bounds(self, value: float) -> bool:
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
+
+    def _bounds(self) -> str:
+        bounds = zip((">=", ">", "<=", "<"), (self.ge, self.gt, self.le, self.lt), strict=True)
+        return " and ".join(f"{op} {bound}" for op, bound in bounds if bound is not None)
+
+    def _list_problem(self, name: str, value: list) -> str | None:
+        if len(value) < self.min_length:
+            s = "" if self.min_length == 1 else "s"
+            return f"{name}={value!r} is too short; allowed: at least {self.min_length} item{s}"
+        if self.items is not None:
+            for i, item in enumerate(value):
+                problem = self.items._problem(f"{name}[{i}]", item)
+                if problem is not None:
+                    return problem
+        if self.unique and any(item in value[:i] for i, item in enumerate(value)):
+            return f"{name}={value!r} repeats an item; allowed: distinct items"
+        return None
+
+
+def check_values(values: Mapping[str, object], declared: Mapping[str, Parameter]) -> None:
+    """Raise ValueError for a name that is not declared or a value its Parameter refuses."""
+    unknown = [f"{name}={value!r}" for name, value in values.items() if name not in declared]
+    if unknown:
+        raise ValueError(
+            f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(declared))}"
+        )
+    for name, value in values.items():
+        declared[name].check(name, value)
+
+
+#: Globals of an IPython kernel that are not parameters (besides names starting with "_").
+IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+
+
+def check_notebook_parameters(namespace: Mapping[str, object], /, **declared: Parameter) -> None:
+    """Check a notebook's parameters against their declarations, in the cell after the
+    ``parameters`` cell: ``check_notebook_parameters(globals(), name=Parameter(...), ...)``.
+
+    Every data-like global (not a module, function or class, not IPython's, not starting with
+    ``_``) must be declared: an unknown one is a misspelt parameter that papermill injected.
+    Every declared parameter must be defined, with a value its Parameter accepts. Raises
+    ValueError naming the parameter, its value and what is allowed. (Rerun interactively after
+    later cells, it would take their variables for unknown parameters.)
+    """
+    missing = sorted(set(declared) - set(namespace))
+    if missing:
+        raise ValueError(f"parameter {missing[0]} is declared but the parameters cell lacks it")
+    values = {name: value for name, value in namespace.items() if _is_data(name, value)}
+    check_values({**values, **{name: namespace[name] for name in declared}}, declared)
+
+
+def _is_data(name: str, value: object) -> bool:
+    return not (
+        name.startswith("_")
+        or name in IPYTHON_NAMES
+        or isinstance(value, ModuleType)
+        or callable(value)  # functions and classes
+    )
 
 
 def notebook_parameters(notebook: str | os.PathLike) -> dict[str, object]:
     """The defaults of the notebook's ``parameters`` cell, by name."""
+    import papermill
+
     return {
         name: ast.literal_eval(info["default"])
         for name, info in papermill.inspect_notebook(str(notebook)).items()
     }
 
 
-def check_parameters(notebook: str | os.PathLike, parameters: dict[str, object]) -> None:
-    """Raise ValueError for a name the notebook does not declare or a value of the wrong type."""
-    defaults = notebook_parameters(notebook)
-    for name, value in parameters.items():
-        if name not in defaults:
-            raise ValueError(
-                f"{notebook}: unknown parameter {name}={value!r}; "
-                f"allowed: {', '.join(sorted(defaults))}"
-            )
-        default = defaults[name]
-        if default is None or value is None:
-            continue
-        expected = (int, float) if isinstance(default, float) else type(default)
-        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
-            raise ValueError(
-                f"{notebook}: parameter {name}={value!r} has type {type(value).__name__}; "
-                f"allowed: {type(default).__name__} (default {default!r})"
-            )
+def check_parameters(notebook: str | os.PathLike, parameters: Mapping[str, object]) -> None:
+    """Raise ValueError for a name the notebook's ``parameters`` cell does not define or a value
+    whose type differs from the default's (None passes: the notebook's own check decides)."""
+    declared = {name: Parameter.like(d) for name, d in notebook_parameters(notebook).items()}
+    try:
+        check_values(parameters, declared)
+    except ValueError as error:
+        raise ValueError(f"{notebook}: {error}") from None
+
+
+#: Set in the kernel's environment: stn's progress bars (``stn.progress``) stay off, since they
+#: would print elapsed times into the executed notebook; clean_notebook drops any widget bar.
+KERNEL_ENVIRONMENT = {"TQDM_DISABLE": "1"}
 
 
 def execute(
-    notebook: str | os.PathLike, output: str | os.PathLike, parameters: dict[str, object]
+    notebook: str | os.PathLike, output: str | os.PathLike, parameters: Mapping[str, object]
 ) -> Path:
-    """Check the parameters, run the notebook in its own folder, and write ``output`` whole."""
+    """Check the parameters, run the notebook in its own folder (papermill's progress bar, one
+    step per cell, on the terminal), and write the cleaned ``output`` whole."""
+    import nbformat
+    import papermill
+    import tqdm.auto  # noqa: F401  # before TQDM_DISABLE is set: papermill's own bar stays on
+
     check_parameters(notebook, parameters)
     with atomic_path(output) as tmp:
-        papermill.execute_notebook(
-            str(notebook),
-            str(tmp),
-            parameters=parameters,
-            cwd=str(Path(notebook).parent),
-            progress_bar=False,
-        )
+        with _environment(KERNEL_ENVIRONMENT):  # the kernel inherits it
+            executed = papermill.execute_notebook(
+                str(notebook),
+                str(tmp),
+                parameters=dict(parameters),
+                cwd=str(Path(notebook).parent),
+                progress_bar=True,
+            )
+        nbformat.write(clean_notebook(executed), str(tmp))
     return Path(output)
+
+
+@contextmanager
+def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables inside the block (and for the processes it starts)."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+#: The output of an ipywidgets display (tqdm.notebook's bars); its model id is random.
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: The papermill notebook metadata that describes the run's inputs, not its circumstances.
+KEPT_PAPERMILL_METADATA = ("parameters", "default_parameters")
+#: The id clean_notebook gives papermill's injected-parameters cell (papermill's is random).
+INJECTED_CELL_ID = "injected-parameters"
+
+
+def clean_notebook(nb: NotebookNode) -> NotebookNode:
+    """A copy of an executed notebook without what changes between two runs with the same
+    parameters: papermill's timings, paths, version and environment variables (its parameters
+    stay), version strings in the metadata, the ipywidgets state (random model ids), each cell's
+    nbclient timestamps and papermill timings, widget displays (tqdm's notebook bars), the
+    random id of papermill's injected-parameters cell, and where a cell's run of consecutive
+    stream outputs is split (the kernel flushes stdout on a timer): those are joined."""
+    nb = copy.deepcopy(nb)
+    papermill_metadata = nb.metadata.get("papermill", {})
+    for key in set(papermill_metadata) - set(KEPT_PAPERMILL_METADATA):
+        del papermill_metadata[key]
+    nb.metadata.pop("widgets", None)
+    for key, value in nb.metadata.items():
+        if key != "papermill":
+            _drop_version_strings(value)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+        if "id" in cell and "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = INJECTED_CELL_ID
+        if cell.cell_type == "code":
+            outputs = [out for out in cell.outputs if WIDGET_VIEW not in out.get("data", {})]
+            cell.outputs = _join_streams(outputs)
+    return nb
+
+
+def _drop_version_strings(node: object) -> None:
+    if isinstance(node, dict):
+        for key in list(node):
+            if key == "version" and isinstance(node[key], str):
+                del node[key]
+            else:
+                _drop_version_strings(node[key])
+    elif isinstance(node, list):
+        for item in node:
+            _drop_version_strings(item)
+
+
+def _join_streams(outputs: list) -> list:
+    joined = []
+    for out in outputs:
+        previous = joined[-1] if joined else None
+        if (
+            previous is not None
+            and out.output_type == previous.output_type == "stream"
+            and out.name == previous.name
+        ):
+            previous.text += out.text
+        else:
+            joined.append(out)
+    return joined
 
 
 def _parse_value(text: str) -> object:
@@ -70,7 +316,10 @@ def _parse_value(text: str) -> object:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Run a parameterized notebook with papermill, refusing unknown or mistyped "
+        "parameters, and write the output notebook whole and reproducibly."
+    )
     parser.add_argument("notebook")
     parser.add_argument("output")
     parser.add_argument(

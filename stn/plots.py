@@ -19,7 +19,6 @@ from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 from stn.io import write_atomic  # noqa: E402
 from stn.training import Trajectory  # noqa: E402
 
-
 #: Metadata matplotlib would stamp into each format (its version, a date): left out, so the
 #: same figure gives the same bytes.
 NO_STAMPS = {

@@ -25,7 +25,6 @@ from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from stn.checkpoints import RunCheckpoint
 from stn.hyperparameters import DTYPE, Hyperparameters, HyperparameterSpec
@@ -33,6 +32,7 @@ from stn.io import write_atomic
 from stn.layers import check_choice
 from stn.models import HyperModel
 from stn.optimizers import OPTIMIZERS, FusedOptimizer, make_optimizer
+from stn.progress import progress_bar
 from stn.summaries import SummaryLog
 
 Batch = tuple[tf.Tensor, ...]
@@ -400,7 +400,9 @@ class STN(tf.Module):
         done = 0 if restored is None else restored["done"]
         stopped = False if restored is None else restored["stop"]
         start = time.perf_counter()
-        with tqdm(total=total, initial=min(done, total), unit="cycle", disable=not progress) as bar:
+        with progress_bar(
+            None, progress, total=total, initial=min(done, total), unit="cycle"
+        ) as bar:
             while done < total and not stopped:
                 n = min(cfg.chunk_cycles, total - done)
                 t0 = time.perf_counter()
@@ -416,7 +418,7 @@ class STN(tf.Module):
                     log.write(part, offset=done)
                 parts.append(part)
                 done, stopped = done + part["done"], part["stop"]
-                if progress:
+                if not bar.disable:
                     bar.set_postfix(self._postfix(part), refresh=False)
                 bar.update(part["done"])
                 if checkpoint is not None and (checkpoint.due(done) or stopped or done >= total):

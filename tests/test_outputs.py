@@ -1,7 +1,8 @@
-"""The notebook runner's parameter checks, whole-or-nothing writes, and the figures."""
+"""Whole-or-nothing writes, the figures, and the Wilson interval.
+
+The notebook runner's tests are in test_notebooks.py."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,36 +11,6 @@ from PIL import Image
 from stn import plots
 from stn.experiments import ToyExperiment
 from stn.io import write_json
-from stn.notebooks import check_parameters, main, notebook_parameters
-
-TOY = Path(__file__).parents[1] / "notebooks" / "toy_stn.ipynb"
-
-
-def test_notebook_parameters_are_read_from_the_tagged_cell():
-    params = notebook_parameters(TOY)
-    assert params["batch_size"] == 100 and params["validation_range"] == 2.0
-
-
-@pytest.mark.parametrize(
-    "params, message",
-    [
-        ({"batch_sise": 10}, r"unknown parameter batch_sise=10; allowed: .*batch_size"),
-        ({"batch_size": "100"}, r"batch_size='100' has type str; allowed: int"),
-        ({"batch_size": True}, r"batch_size=True has type bool; allowed: int"),
-        ({"hyper_lr": "fast"}, r"hyper_lr='fast' has type str; allowed: float"),
-    ],
-)
-def test_bad_notebook_parameters(params, message):
-    with pytest.raises(ValueError, match=message):
-        check_parameters(TOY, params)
-    check_parameters(TOY, {"hyper_lr": 1, "seed": 3})  # an int is a valid float
-
-
-def test_runner_refuses_bad_parameters_and_writes_nothing(tmp_path, capsys):
-    out = tmp_path / "out.ipynb"
-    assert main([str(TOY), str(out), "-p", "widht", "8"]) == 2
-    assert "unknown parameter widht=8" in capsys.readouterr().err
-    assert not out.exists()
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

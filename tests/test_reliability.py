@@ -190,3 +190,10 @@ def test_an_interrupted_study_reruns_only_unfinished_seeds(tmp_path):
     assert again == rows
     for first, second in zip(runs, reruns, strict=True):
         assert_identical(first, second)
+
+
+def test_tqdm_disable_silences_the_bars(capsys, monkeypatch):
+    """The notebook runner sets TQDM_DISABLE: bars would print elapsed times into outputs."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    trajectory = variant("default", **FAST).build().run(progress=True)
+    assert trajectory.cycles == 200 and capsys.readouterr().err == ""
