@@ -197,3 +197,20 @@ def test_tqdm_disable_silences_the_bars(capsys, monkeypatch):
     monkeypatch.setenv("TQDM_DISABLE", "1")
     trajectory = variant("default", **FAST).build().run(progress=True)
     assert trajectory.cycles == 200 and capsys.readouterr().err == ""
+
+
+def test_a_diverging_notebook_writes_no_figure_and_no_notebook(tmp_path):
+    """The toy notebook at an absurd learning rate: the run cell fails, nothing is written."""
+    import papermill
+
+    from stn.notebooks import execute
+
+    figures, output = tmp_path / "figures", tmp_path / "toy.ipynb"
+    notebook = Path(__file__).parents[1] / "notebooks" / "toy_stn.ipynb"
+    parameters = {"weight_lr": 1e200, "output_dir": str(figures), "max_cycles": 100}
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        execute(notebook, output, parameters)
+    assert err.value.ename == "DivergenceError"
+    assert "training diverged at cycle 1: training loss is" in err.value.evalue
+    assert not output.exists() and list(tmp_path.iterdir()) in ([], [figures])
+    assert not figures.exists() or list(figures.iterdir()) == []
