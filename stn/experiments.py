@@ -23,6 +23,7 @@ import numpy as np
 
 from stn import diagnostics
 from stn.data import ToyTask, x_range_spec
+from stn.io import exit_on_sigterm
 from stn.models import ToyHyperNet
 from stn.progress import progress_bar
 from stn.training import STN, DivergenceError, STNConfig, Trajectory
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="write the trajectory here (.npz)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     try:
         overrides = dict(_parse_setting(text) for text in args.set)
         if args.max_cycles is not None:

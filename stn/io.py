@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,3 +40,13 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 def write_json(path: str | os.PathLike, data: object) -> Path:
     """Write ``data`` as indented JSON, atomically."""
     return write_atomic(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True)))
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, a CI timeout) into SystemExit, so ``finally`` blocks run and
+    :func:`atomic_path` removes its temporary file; Python's default would skip them."""
+
+    def terminate(signum: int, frame: object) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)

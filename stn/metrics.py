@@ -9,8 +9,14 @@ from scipy import stats
 
 
 def sup_distance(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """max |y_true − y_pred| on the evaluation grid (E & Wang 2018's distance for x²)."""
-    return tf.reduce_max(tf.abs(y_true - y_pred))
+    """max |y_true − y_pred| on the evaluation grid (E & Wang 2018's distance for x²); NaN if
+    any prediction is NaN (a plain max may skip NaNs, which would pass for a small distance)."""
+    error = tf.abs(y_true - y_pred)
+    return tf.where(
+        tf.reduce_any(tf.math.is_nan(error)),
+        tf.constant(math.nan, error.dtype),
+        tf.reduce_max(error),
+    )
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:

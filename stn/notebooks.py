@@ -34,7 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from stn.io import atomic_path
+from stn.io import atomic_path, exit_on_sigterm
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
@@ -327,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     parameters = {name: _parse_value(value) for name, value in args.parameter}
+    exit_on_sigterm()
     try:
         execute(args.notebook, args.output, parameters)
     except ValueError as error:

@@ -214,3 +214,35 @@ def test_a_diverging_notebook_writes_no_figure_and_no_notebook(tmp_path):
     assert "training diverged at cycle 1: training loss is" in err.value.evalue
     assert not output.exists() and list(tmp_path.iterdir()) in ([], [figures])
     assert not figures.exists() or list(figures.iterdir()) == []
+
+
+def test_a_terminated_notebook_run_leaves_no_file(tmp_path):
+    """SIGTERM the checked runner mid-notebook: no output, no temporary file beside it."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "3"}
+    notebook.cells = [
+        nbformat.v4.new_code_cell("seconds = 60", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(seconds)"),
+    ]
+    nbformat.write(notebook, tmp_path / "slow.ipynb")
+    out = tmp_path / "executed" / "slow.ipynb"
+    command = [sys.executable, "-m", "stn.notebooks", str(tmp_path / "slow.ipynb"), str(out)]
+    runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(out.parent.glob(".slow.*")):  # the temporary output exists: papermill runs
+        assert runner.poll() is None and time.monotonic() < deadline, runner.stderr.read()
+        time.sleep(0.05)
+    time.sleep(3)  # inside the kernel's sleep
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=60) == 128 + signal.SIGTERM
+    assert list(out.parent.iterdir()) == []
+
+
+def test_sup_distance_is_nan_when_a_prediction_is():
+    from stn.metrics import sup_distance
+
+    grid = tf.constant([0.0, 1.0, 2.0], tf.float64)
+    assert float(sup_distance(grid, grid + 0.5)) == 0.5
+    assert np.isnan(float(sup_distance(grid, tf.constant([0.0, np.nan, 2.0], tf.float64))))
