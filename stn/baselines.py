@@ -20,6 +20,7 @@ import numpy as np
 import optuna
 import tensorflow as tf
 
+from stn.checks import is_positive_int
 from stn.data import ClassificationTask
 from stn.hyperparameters import DTYPE, HyperparameterSpec
 from stn.models import HyperModel
@@ -78,7 +79,7 @@ class FixedTrainer(tf.Module):
         jit_compile: bool = True,
     ):
         super().__init__(name="fixed_trainer")
-        if not isinstance(eval_every, int) or isinstance(eval_every, bool) or eval_every < 1:
+        if not is_positive_int(eval_every):
             raise ValueError(f"eval_every={eval_every!r} must be a positive integer")
         self.task, self.model_fn, self.eval_every = task, model_fn, eval_every
         self.names = task.names
@@ -129,7 +130,7 @@ class FixedTrainer(tf.Module):
     def run(self, values: Mapping[str, float], steps: int, seed: int = 0) -> RunResult:
         """Train for ``steps`` steps from ``seed`` at ``values``, evaluating every
         ``eval_every`` steps (and at the end)."""
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        if not is_positive_int(steps):
             raise ValueError(f"steps={steps!r} must be a positive integer")
         self.reset(seed, values)
         start = time.perf_counter()
@@ -292,7 +293,7 @@ def _completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def _check_trials(n_trials: int) -> None:
-    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
+    if not is_positive_int(n_trials):
         raise ValueError(f"n_trials={n_trials!r} must be a positive integer")
 
 

@@ -17,14 +17,23 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 
+from stn.checks import is_positive_int
 from stn.hyperparameters import DTYPE
 from stn.io import write_json
 
 if TYPE_CHECKING:
     from stn.training import STN
 
-#: The per-cycle and per-evaluation arrays of a run, in the order ``STN._run_chunk`` returns them.
-RECORD_KEYS = ("values", "stddev", "weight_loss", "hyper_loss", "metrics", "snapshots")
+#: How often each recorded array gets a row: every cycle, or every ``STNConfig.<field>`` cycles.
+RECORD_EVERY = {
+    "values": None,
+    "stddev": None,
+    "weight_loss": None,
+    "hyper_loss": None,
+    "metrics": "eval_every",
+    "snapshots": "snapshot_every",
+}
+RECORD_KEYS = tuple(RECORD_EVERY)
 
 
 class RunRecord(tf.Module):
@@ -50,9 +59,9 @@ class RunRecord(tf.Module):
             self.arrays[key].assign(part[key])
 
     def part(self) -> dict[str, np.ndarray]:
-        """The record as one merged chunk output (see ``STN._run_chunk``)."""
+        """The record as one merged, trimmed chunk output (see ``stn.training._trim``)."""
         part = {key: self.arrays[key].numpy() for key in RECORD_KEYS}
-        part.update(done=int(self.cycle.numpy()), stop=bool(self.stopped.numpy()), offset=0)
+        part.update(done=int(self.cycle.numpy()), stop=bool(self.stopped.numpy()))
         return part
 
 
@@ -62,7 +71,7 @@ class RunCheckpoint:
     def __init__(self, trainer: STN, directory: str | os.PathLike, every: int | None = None):
         chunk = trainer.config.chunk_cycles
         every = chunk if every is None else every
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1 or every % chunk:
+        if not is_positive_int(every) or every % chunk:
             raise ValueError(
                 f"checkpoint_every={every!r} must be a positive multiple of "
                 f"chunk_cycles={chunk}: checkpoints are taken between chunks"

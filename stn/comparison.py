@@ -29,9 +29,9 @@ from stn.baselines import (
     search,
     tpe_search,
 )
+from stn.checks import check_choice
 from stn.data import ClassificationTask, ImageDataset, classification_specs, load_dataset
 from stn.io import write_atomic, write_json
-from stn.layers import check_choice
 from stn.models import HyperCNN, HyperMLP
 from stn.training import STN, STNConfig, Trajectory
 

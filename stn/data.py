@@ -11,8 +11,9 @@ import tensorflow as tf
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from stn.checks import check_choice, is_positive_int
 from stn.hyperparameters import DTYPE, HyperparameterSpec
-from stn.layers import check_choice, per_example_dropout
+from stn.layers import per_example_dropout
 from stn.metrics import accuracy, sup_distance
 from stn.models import HyperModel
 
@@ -39,7 +40,7 @@ class ToyTask:
         x_range_index: int = 0,
     ):
         for name, value in (("batch_size", batch_size), ("grid_size", grid_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_positive_int(value):
                 raise ValueError(f"{name}={value!r} must be a positive integer")
         if not validation_range > 0:
             raise ValueError(f"validation_range={validation_range!r} must be positive")
@@ -228,7 +229,7 @@ class ClassificationTask:
         valid_batch_size: int = 100,
     ):
         for param, value in (("batch_size", batch_size), ("valid_batch_size", valid_batch_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_positive_int(value):
                 raise ValueError(f"{param}={value!r} must be a positive integer")
         names = tuple(names)
         dropouts = [n for n in names if n not in AUGMENTATIONS]

@@ -13,17 +13,12 @@ import math
 
 import tensorflow as tf
 
+from stn.checks import check_choice, is_positive_int
 from stn.hyperparameters import DTYPE
 
 #: Standard deviation of V and C at initialisation, by name: the official code (``paper``),
 #: the design document (``design``), and Delta-STN's zero initialisation (``zero``).
 HYPER_INIT_STD = {"paper": 0.01, "design": 0.1, "zero": 0.0}
-
-
-def check_choice(name: str, value: object, allowed: tuple) -> None:
-    """Raise a ValueError naming the parameter, its value and what is allowed."""
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; choose one of {allowed}")
 
 
 def _uniform(
@@ -137,7 +132,7 @@ class HyperConv2D(HyperLayer):
             ("kernel_size", kernel_size),
             ("n_hyper", n_hyper),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_positive_int(value):
                 raise ValueError(f"{param}={value!r} must be a positive integer")
         self.padding = padding
         shape = [kernel_size, kernel_size, in_channels, out_channels]

@@ -6,12 +6,12 @@ import math
 
 import tensorflow as tf
 
+from stn.checks import check_choice, is_positive_int
 from stn.layers import (
     Conv2D,
     Dense,
     HyperConv2D,
     HyperDense,
-    check_choice,
     per_example_dropout,
 )
 
@@ -81,9 +81,7 @@ class ToyHyperNet(HyperModel):
 def _check_sizes(**sizes: object) -> None:
     for param, value in sizes.items():
         values = value if isinstance(value, tuple) else (value,)
-        if not values or any(
-            not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values
-        ):
+        if not values or any(not is_positive_int(v) for v in values):
             raise ValueError(f"{param}={value!r} must be a positive integer (or a tuple of them)")
 
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 
+from stn.checks import is_positive_int
+
 if TYPE_CHECKING:
     from stn.training import STNConfig
 
@@ -32,7 +34,7 @@ class SummaryLog:
     ):
         eval_every = config.eval_every
         every = eval_every * -(-10 // eval_every) if every is None else every
-        if not isinstance(every, int) or isinstance(every, bool) or every < 1 or every % eval_every:
+        if not is_positive_int(every) or every % eval_every:
             raise ValueError(
                 f"log_every={every!r} must be a positive multiple of eval_every={eval_every}: "
                 "metrics are logged at evaluations"

@@ -26,10 +26,10 @@ from typing import Protocol
 import numpy as np
 import tensorflow as tf
 
-from stn.checkpoints import RunCheckpoint
+from stn.checkpoints import RECORD_EVERY, RunCheckpoint
+from stn.checks import check_choice, is_positive_int
 from stn.hyperparameters import DTYPE, Hyperparameters, HyperparameterSpec
 from stn.io import write_atomic
-from stn.layers import check_choice
 from stn.models import HyperModel
 from stn.optimizers import OPTIMIZERS, FusedOptimizer, make_optimizer
 from stn.progress import progress_bar
@@ -100,7 +100,7 @@ class STNConfig:
         positive += ("eval_every", "snapshot_every")
         for name in positive:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_positive_int(value):
                 raise ValueError(f"{name}={value!r} must be a positive integer")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ValueError(f"warmup_steps={self.warmup_steps!r} must be an integer >= 0")
@@ -131,6 +131,12 @@ class STNConfig:
             )
 
 
+#: The array fields of a Trajectory besides ``metrics``.
+TRAJECTORY_ARRAYS = (
+    "values", "stddev", "weight_loss", "hyper_loss", "eval_cycles", "snapshots", "snapshot_cycles",
+)  # fmt: skip
+
+
 @dataclass
 class Trajectory:
     """What one STN run recorded, as NumPy arrays (one row per cycle unless stated)."""
@@ -155,9 +161,7 @@ class Trajectory:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the trajectory to ``path`` as a NumPy ``.npz`` archive, atomically."""
         arrays = {f"metrics/{k}": v for k, v in self.metrics.items()}
-        for key in ("values", "stddev", "weight_loss", "hyper_loss", "eval_cycles", "snapshots"):
-            arrays[key] = getattr(self, key)
-        arrays["snapshot_cycles"] = self.snapshot_cycles
+        arrays.update({key: getattr(self, key) for key in TRAJECTORY_ARRAYS})
         info = {"names": self.names, "seconds": self.seconds, "stopped": self.stopped}
         arrays["info"] = np.array(json.dumps({**info, "extra": self.extra}, default=repr))
 
@@ -386,7 +390,7 @@ class STN(tf.Module):
         """
         cfg = self.config
         total = cfg.max_cycles if max_cycles is None else max_cycles
-        if not isinstance(total, int) or isinstance(total, bool) or total < 1:
+        if not is_positive_int(total):
             raise ValueError(f"max_cycles={total!r} must be a positive integer")
         checkpoint = None
         if checkpoint_dir is not None:
@@ -463,15 +467,15 @@ class STN(tf.Module):
         if bad:
             cycle = min(bad)
             raise DivergenceError(cycle, bad[cycle])
-        weights = {
-            f"{group} {var.name}": float(var.numpy()[~np.isfinite(var.numpy())][0])
-            for group, variables in (
-                ("elementary weight", self.model.elementary_weights),
-                ("hyper weight", self.model.hyper_weights),
-            )
-            for var in variables
-            if not np.isfinite(var.numpy()).all()
-        }
+        weights = {}
+        for group, variables in (
+            ("elementary weight", self.model.elementary_weights),
+            ("hyper weight", self.model.hyper_weights),
+        ):
+            for var in variables:
+                value = var.numpy()
+                if not np.isfinite(value).all():
+                    weights[f"{group} {var.name}"] = float(value[~np.isfinite(value)][0])
         raise DivergenceError(offset + part["done"], weights)
 
     def _trajectory(
@@ -510,21 +514,10 @@ class DivergenceError(FloatingPointError):
         )
 
 
-#: How often each recorded array gets a row: every cycle, or every ``STNConfig.<field>`` cycles.
-RECORD_EVERY = {
-    "values": None,
-    "stddev": None,
-    "weight_loss": None,
-    "hyper_loss": None,
-    "metrics": "eval_every",
-    "snapshots": "snapshot_every",
-}
-
-
 def _trim(out: dict[str, np.ndarray], cfg: STNConfig) -> dict[str, np.ndarray]:
     """A chunk's output cut to the cycles it ran."""
     done = int(out["done"])
-    trimmed = {"done": done, "stop": bool(out["stop"]), "offset": 0}
+    trimmed = {"done": done, "stop": bool(out["stop"])}
     for key, every in RECORD_EVERY.items():
         trimmed[key] = out[key][: done // getattr(cfg, every) if every else done]
     return trimmed
@@ -534,7 +527,7 @@ def _merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Trimmed chunk outputs (or an earlier merge) joined into one run so far."""
     if len(parts) == 1:
         return parts[0]
-    merged = {"done": sum(p["done"] for p in parts), "stop": parts[-1]["stop"], "offset": 0}
+    merged = {"done": sum(p["done"] for p in parts), "stop": parts[-1]["stop"]}
     merged.update({key: np.concatenate([p[key] for p in parts]) for key in RECORD_EVERY})
     return merged
 
