@@ -8,70 +8,137 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 export TF_ENABLE_ONEDNN_OPTS ?= 0
+comma := ,
 
 RUN_NOTEBOOK := $(PYTHON) -m stn.notebooks
 EXECUTED := notebooks/executed
 
 ## Environment -------------------------------------------------------------------------------
-$(STAMP): pyproject.toml
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+# requirements.lock pins every package, transitive ones included, that made the committed figures
+# (uv pip compile, for CPython $(LOCK_PYTHON) on Linux x86_64). `make install` installs exactly it.
+LOCK := requirements.lock
+LOCK_PYTHON := 3.11
+EXTRAS := dev,notebook
+BOOT_PYTHON ?= $(shell command -v python$(LOCK_PYTHON) || command -v python3)
+
+$(STAMP): $(LOCK) pyproject.toml
+	@$(BOOT_PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; \
+		sys.exit(None if v == "$(LOCK_PYTHON)" else \
+		f"error: BOOT_PYTHON=$(BOOT_PYTHON) is Python {v}; the lock is for $(LOCK_PYTHON)")'
+	$(BOOT_PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r $(LOCK)
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	$(PYTHON) -m stn.environment check $(LOCK)
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
 .PHONY: install
-install: $(STAMP) ## Create the virtualenv (.venv) and install stn with its dev extra
+install: $(STAMP) ## Create the virtualenv (.venv) with exactly the pinned versions of requirements.lock
+
+.PHONY: lock
+lock: | $(STAMP) ## Re-resolve requirements.lock from pyproject.toml (keeps pins that still fit)
+	$(VENV)/bin/uv pip compile pyproject.toml $(addprefix --extra ,$(subst $(comma), ,$(EXTRAS))) \
+		--python-version $(LOCK_PYTHON) --python-platform x86_64-manylinux_2_28 \
+		--custom-compile-command "make lock" --quiet -o $(LOCK)
 
 ## Figures ----------------------------------------------------------------------------------
 # Each executed notebook is a file target: it reruns when its notebook or anything in stn/
-# changes, and the runner writes it (and every figure) to a temporary name, then renames it.
+# changes. The runner stages the notebook's outputs and moves them into $(FIGURES) only when
+# every cell passed, then writes the executed notebook whole (temporary name, then rename).
 # .DELETE_ON_ERROR removes a target whose recipe failed, so nothing half-made looks up to date.
+# `make figures` runs every notebook even when one fails, then names the failed ones.
 .DELETE_ON_ERROR:
 STN_SOURCES := $(wildcard stn/*.py)
 NOTEBOOK_DEPS = notebooks/$(1).ipynb $(STN_SOURCES) | $(STAMP)
+# Where results go: `make verify` reruns these rules into a scratch folder.
+FIGURES ?= figures
+WORK ?= build
+PUBLISH = --publish $(FIGURES) --staging $(WORK)/staging
+OPTUNA = -p storage sqlite:///../$(WORK)/real_data_optuna.db
+
+# The parameters of the committed figures (a notebook's defaults are its small, fast scale).
+toy_stn_parameters :=
+benchmark_parameters := -p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p scaling_seconds 1.0 \
+	-p batch_sizes "[100, 1000, 10000]" -p widths "[4, 64, 256]" -p memory_cycles 10000 \
+	-p min_speedup 500.0 -p max_us_per_cycle 1000.0 -p max_full_run_seconds 40.0 \
+	-p max_added_mib 512.0
+robustness_parameters := -p n_seeds 30 -p min_default_rate 0.9
+real_data_parameters := -p seeds "[0, 1, 2]" -p warmup_steps 600 -p stn_cycles 1800 \
+	-p trial_steps 6000 -p n_trials 27 -p eval_every 75
+real_data_cnn_parameters := -p model cnn -p seeds "[0]" -p warmup_steps 150 -p stn_cycles 450 \
+	-p trial_steps 1500 -p n_trials 8 -p eval_every 75
+PARAMETERS = $($(1)_parameters)
+
+FIGURE_NOTEBOOKS := toy_stn benchmark robustness real_data real_data_cnn
 
 .PHONY: figures
-figures: figures-toy figures-bench figures-robustness figures-real figures-real-cnn ## Regenerate every figure in figures/ (full scale; only what changed)
+figures: | $(STAMP) ## Regenerate every figure in figures/ (full scale; only what changed)
+	@failed=; for nb in $(FIGURE_NOTEBOOKS); do \
+		$(MAKE) --no-print-directory $(EXECUTED)/$$nb.ipynb || failed="$$failed $$nb"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make figures: these notebooks failed:$$failed" >&2; exit 1; fi
 
 .PHONY: figures-toy
 figures-toy: $(EXECUTED)/toy_stn.ipynb ## The toy replication: five trajectory plots and the function GIF
 $(EXECUTED)/toy_stn.ipynb: $(call NOTEBOOK_DEPS,toy_stn)
-	$(RUN_NOTEBOOK) $< $@ -p output_dir ../figures
+	$(RUN_NOTEBOOK) $< $@ $(PUBLISH) $(call PARAMETERS,toy_stn)
 
 .PHONY: figures-bench bench
 figures-bench bench: $(EXECUTED)/benchmark.ipynb ## Speed benchmark: figures/speed.png, figures/scaling.png, figures/speed.json
 $(EXECUTED)/benchmark.ipynb: $(call NOTEBOOK_DEPS,benchmark)
-	$(RUN_NOTEBOOK) $< $@ -p output_dir ../figures \
-		-p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p scaling_seconds 1.0 \
-		-p batch_sizes "[100, 1000, 10000]" -p widths "[4, 64, 256]" -p memory_cycles 10000 \
-		-p min_speedup 500.0 -p max_us_per_cycle 200.0 -p max_full_run_seconds 10.0 \
-		-p max_peak_mib 1024.0
+	$(RUN_NOTEBOOK) $< $@ $(PUBLISH) $(call PARAMETERS,benchmark)
 
 .PHONY: figures-robustness
 figures-robustness: $(EXECUTED)/robustness.ipynb ## Success rates over seeds per variant, failure-mode diagnosis
 $(EXECUTED)/robustness.ipynb: $(call NOTEBOOK_DEPS,robustness)
-	$(RUN_NOTEBOOK) $< $@ -p output_dir ../figures -p n_seeds 30 -p min_default_rate 0.9
+	$(RUN_NOTEBOOK) $< $@ $(PUBLISH) $(call PARAMETERS,robustness)
 
 .PHONY: figures-real
 figures-real: $(EXECUTED)/real_data.ipynb ## Real data: STN against grid, random and TPE search on digits
 $(EXECUTED)/real_data.ipynb: $(call NOTEBOOK_DEPS,real_data)
-	$(RUN_NOTEBOOK) $< $@ -p output_dir ../figures \
-		-p seeds "[0, 1, 2]" -p warmup_steps 600 -p stn_cycles 1800 -p trial_steps 6000 \
-		-p n_trials 27 -p eval_every 75
+	$(RUN_NOTEBOOK) $< $@ $(PUBLISH) $(OPTUNA) $(call PARAMETERS,real_data)
 
 .PHONY: figures-real-cnn
 figures-real-cnn: $(EXECUTED)/real_data_cnn.ipynb ## Real data with the hyper CNN (one seed, reduced budget): figures/cnn/
 $(EXECUTED)/real_data_cnn.ipynb: $(call NOTEBOOK_DEPS,real_data)
-	$(RUN_NOTEBOOK) $< $@ \
-		-p output_dir ../figures/cnn -p model cnn -p seeds "[0]" -p warmup_steps 150 \
-		-p stn_cycles 450 -p trial_steps 1500 -p n_trials 8 -p eval_every 75
+	$(RUN_NOTEBOOK) $< $@ --publish $(FIGURES)/cnn --staging $(WORK)/staging $(OPTUNA) \
+		$(call PARAMETERS,real_data_cnn)
+
+## Replication check --------------------------------------------------------------------------
+# `make verify` reruns every notebook with the rules above into a scratch folder (figures/ stays
+# untouched), then compares every number of the committed results files with the rerun's.
+VERIFY_DIR := build/verify
+
+.PHONY: verify
+verify: | $(STAMP) ## Rerun everything into build/verify; compare each number with figures/*.json
+	rm -rf $(VERIFY_DIR)
+	-$(MAKE) --no-print-directory figures EXECUTED=$(VERIFY_DIR)/executed \
+		FIGURES=$(VERIFY_DIR)/figures WORK=$(VERIFY_DIR)
+	$(PYTHON) -m stn.verify figures $(VERIFY_DIR)/figures --scale full
+
+.PHONY: notebooks-small
+notebooks-small: | $(STAMP) ## nbval: every notebook executes at its defaults, writing build/figures
+	rm -rf build/figures build/real_data_optuna.db
+	$(PYTHON) -m pytest -q --nbval-lax notebooks/*.ipynb
+
+.PHONY: verify-small
+verify-small: notebooks-small ## The cheap replication check (in `make test`): build/figures against tests/reference/
+	$(PYTHON) -m stn.verify tests/reference build/figures --scale small
+
+.PHONY: reference-small
+reference-small: notebooks-small ## Rewrite tests/reference/ from the notebooks' defaults (after a deliberate change)
+	rm -rf tests/reference && mkdir -p tests/reference
+	cd build/figures && cp --parents $$(find . -name '*.json') $(CURDIR)/tests/reference/
 
 ## Checks ------------------------------------------------------------------------------------
 .PHONY: test
-test: $(STAMP) ## Unit tests, then nbval: every notebook executes with its default parameters
+test: $(STAMP) ## Unit tests, then verify-small: nbval on every notebook and the cheap replication check
 	$(PYTHON) -m pytest -q tests
-	$(PYTHON) -m pytest -q --nbval-lax notebooks/*.ipynb
+	$(MAKE) --no-print-directory verify-small
+
+.PHONY: readme
+readme: | $(STAMP) ## Regenerate README.md's results blocks from figures/*.json
+	$(PYTHON) -m stn.readme README.md --figures figures
 
 .PHONY: lint
 lint: $(STAMP) ## ruff check and format check

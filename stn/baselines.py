@@ -28,8 +28,9 @@ from stn.optimizers import make_optimizer
 from stn.progress import progress_bar, progress_enabled
 from stn.training import DivergenceError
 
-METHODS = ("grid", "random", "tpe")
-DEFAULT_STORAGE = "sqlite:///stn_optuna.db"
+#: No storage: an in-memory study, which writes no file (and cannot resume). Pass a database URL
+#: (``sqlite:///build/optuna.db``, ``postgresql://...``) to keep the study and resume it.
+DEFAULT_STORAGE = None
 
 
 @dataclass
@@ -243,7 +244,7 @@ def tpe_search(
     n_trials: int,
     steps: int,
     seed: int = 0,
-    storage: str = DEFAULT_STORAGE,
+    storage: str | None = DEFAULT_STORAGE,
     study_name: str = "stn_tpe",
     progress: bool = False,
 ) -> SearchResult:
@@ -252,12 +253,12 @@ def tpe_search(
     exists, so an interrupted study resumes: only the trials still missing run. Each trial's
     curve is stored with it. TPE starts with ⌈n_trials/3⌉ random trials (at most 10)."""
     _check_trials(n_trials)
-    if not isinstance(storage, str) or "://" not in storage:
+    if storage is not None and (not isinstance(storage, str) or "://" not in storage):
         raise ValueError(
             f"storage={storage!r} must be a database URL, e.g. 'sqlite:///optuna.db' or "
             "'postgresql://user:password@host/db'"
         )
-    if storage.startswith("sqlite:///"):  # SQLite creates the file but not its folder
+    if storage is not None and storage.startswith("sqlite:///"):  # SQLite makes no folder
         Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(

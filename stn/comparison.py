@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from scipy import stats
 
 from stn.baselines import (
     DEFAULT_STORAGE,
@@ -31,7 +32,7 @@ from stn.baselines import (
 )
 from stn.checks import check_choice
 from stn.data import ClassificationTask, ImageDataset, classification_specs, load_dataset
-from stn.io import write_atomic, write_json
+from stn.io import write_atomic, write_results_json
 from stn.models import HyperCNN, HyperMLP
 from stn.training import STN, STNConfig, Trajectory
 
@@ -138,7 +139,7 @@ class RealDataExperiment:
     trial_steps: int = 6000
     n_trials: int = 27
     eval_every: int = 75
-    storage: str = DEFAULT_STORAGE
+    storage: str | None = DEFAULT_STORAGE
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, tuple(MODELS))
@@ -277,6 +278,63 @@ def summary(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
     return rows
 
 
+def paired_difference(comparisons: Sequence[Comparison], metric: str = "valid_loss") -> dict:
+    """STN's early-stopped ``metric`` minus the best search's (the one with the lowest
+    validation loss on that seed), per seed, with the mean difference and its 95% t interval
+    (None with fewer than two seeds) and the seeds on which STN is at least as good."""
+    differences = []
+    for c in comparisons:
+        best = min((c.results[m] for m in SEARCHES), key=lambda r: r.best["valid_loss"])
+        differences.append(c.results["stn"].best[metric] - best.best[metric])
+    d = np.array(differences)
+    interval = None
+    if len(d) > 1:
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+        interval = (float(d.mean() - half), float(d.mean() + half))
+    return {
+        "metric": metric,
+        "differences": d.tolist(),
+        "mean": float(d.mean()),
+        "interval_95": interval,
+        "as_good": int((d <= 0).sum()),
+        "seeds": len(d),
+    }
+
+
+def verdict(comparisons: Sequence[Comparison]) -> str:
+    """What the run measured, in words, every number computed from the results."""
+    rows = {r["method"]: r for r in summary(comparisons)}
+    claims = [c.claim() for c in comparisons]
+    valid, test = paired_difference(comparisons), paired_difference(comparisons, "test_loss")
+
+    def interval(d: dict) -> str:
+        if d["interval_95"] is None:
+            return "no interval with one seed"
+        low, high = d["interval_95"]
+        return f"95% interval [{low:+.4f}, {high:+.4f}]"
+
+    ranking = sorted((m for m in rows if m not in REFERENCES), key=lambda m: rows[m]["valid_loss"])
+    fraction = max(c["step_fraction"] for c in claims)
+    return "\n".join(
+        [
+            f"* **Budget:** STN spent at most {fraction:.3f} of each search's training steps "
+            f"({rows['stn']['steps']:.0f} against {rows['grid']['steps']:.0f}).",
+            f"* **Validation loss:** STN was at least as good as the best search on "
+            f"{valid['as_good']} of {valid['seeds']} seeds; STN minus best search: mean "
+            f"{valid['mean']:+.4f} ({interval(valid)}).",
+            "* **Mean best validation loss, lowest first:** "
+            + ", ".join(f"{m} {rows[m]['valid_loss']:.4f}" for m in ranking)
+            + ".",
+            f"* **Test loss at the best-validation checkpoint:** STN minus best search: mean "
+            f"{test['mean']:+.4f} ({interval(test)}).",
+            f"* **Schedule against its own final values held fixed** (plain network): STN's "
+            f"mean best validation loss {rows['stn']['valid_loss']:.4f}, `fixed_stn` "
+            f"{rows['fixed_stn']['valid_loss']:.4f}, `fixed_initial` "
+            f"{rows['fixed_initial']['valid_loss']:.4f}.",
+        ]
+    )
+
+
 def markdown_table(rows: Sequence[dict[str, object]]) -> str:
     """The paper's Table 2 layout: best validation loss, test loss and accuracy (mean ± std over
     seeds), with training steps and wall time per seed."""
@@ -323,14 +381,26 @@ def run_seeds(
 def write_results(
     comparisons: Sequence[Comparison], output_dir: str | os.PathLike, prefix: str = "real_data"
 ) -> dict[str, Path]:
-    """Write the table (Markdown and JSON), the per-seed claim check and every method's results
-    with STN's schedules (JSON), each atomically; return the paths by kind."""
+    """Write, each atomically: the table (Markdown); the summary results file (the table's rows
+    and the per-seed claim check, JSON); and every method's results with STN's schedules (JSON).
+    Both JSON files carry the environment that made them. Returns the paths by kind."""
     out = Path(output_dir)
     rows = summary(comparisons)
     text = markdown_table(rows)
+    claims = [c.claim() for c in comparisons]
     return {
         "table": write_atomic(out / f"{prefix}_table.md", lambda p: p.write_text(text)),
-        "table_json": write_json(out / f"{prefix}_table.json", rows),
-        "claim": write_json(out / f"{prefix}_claim.json", [c.claim() for c in comparisons]),
-        "results": write_json(out / f"{prefix}_results.json", [c.to_dict() for c in comparisons]),
+        "summary": write_results_json(
+            out / f"{prefix}.json",
+            {
+                "table": rows,
+                "claims": claims,
+                "paired": {
+                    m: paired_difference(comparisons, m) for m in ("valid_loss", "test_loss")
+                },
+            },
+        ),
+        "results": write_results_json(
+            out / f"{prefix}_results.json", {"comparisons": [c.to_dict() for c in comparisons]}
+        ),
     }

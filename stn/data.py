@@ -37,7 +37,6 @@ class ToyTask:
         batch_size: int = 100,
         validation_range: float = 2.0,
         grid_size: int = 100,
-        x_range_index: int = 0,
     ):
         for name, value in (("batch_size", batch_size), ("grid_size", grid_size)):
             if not is_positive_int(value):
@@ -46,7 +45,6 @@ class ToyTask:
             raise ValueError(f"validation_range={validation_range!r} must be positive")
         self.batch_size = batch_size
         self.validation_range = float(validation_range)
-        self.x_range_index = x_range_index
         self.grid = tf.linspace(
             tf.constant(-validation_range, DTYPE), tf.constant(validation_range, DTYPE), grid_size
         )[:, tf.newaxis]
@@ -66,7 +64,7 @@ class ToyTask:
         values: tf.Tensor,
         generator: tf.random.Generator,
     ) -> tf.Tensor:
-        x = values[:, self.x_range_index : self.x_range_index + 1] * batch[0]
+        x = values[:, :1] * batch[0]  # x_range is the task's one hyperparameter
         return tf.reduce_mean(tf.square(model(x, hnet_input) - tf.square(x)))
 
     def valid_loss(self, model: HyperModel, batch: Batch, hnet_input: tf.Tensor) -> tf.Tensor:

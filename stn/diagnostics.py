@@ -13,16 +13,24 @@ from stn.training import STN, Trajectory
 OUTCOMES = ("success", "collapse", "stuck", "other")
 
 
-def outcome(final: dict[str, float], max_distance: float = 0.25) -> str:
-    """success: distance ≤ 0.25 and x_range in [1.9, 3]; collapse: x_range fell below 0.1
-    (the net only sees x ≈ 0); stuck: x_range reached the validation range but the net does
-    not fit; other: anything else (undecided or overshooting)."""
+#: The success window for x_range, as fractions of the validation range V ([1.9, 3] at V = 2),
+#: and the collapse threshold (0.1 at V = 2).
+SUCCESS_WINDOW = (0.95, 1.5)
+COLLAPSE_BELOW = 0.05
+
+
+def outcome(final: dict[str, float], validation_range: float, max_distance: float = 0.25) -> str:
+    """success: distance ≤ ``max_distance`` and x_range in [0.95 V, 1.5 V] for validation range
+    V; collapse: x_range fell below 0.05 V (the net only sees x ≈ 0); stuck: x_range reached
+    the window but the net does not fit; other: anything else (undecided or overshooting)."""
     x, d = final["x_range"], final["distance"]
-    if d <= max_distance and 1.9 <= x <= 3.0:
+    low, high = (f * validation_range for f in SUCCESS_WINDOW)
+    in_window = low <= x <= high
+    if d <= max_distance and in_window:
         return "success"
-    if x < 0.1:
+    if x < COLLAPSE_BELOW * validation_range:
         return "collapse"
-    if 1.9 <= x <= 3.0:
+    if in_window:
         return "stuck"
     return "other"
 
@@ -93,7 +101,7 @@ def diagnose_end(trainer: STN, trajectory: Trajectory) -> dict[str, float]:
     early = min(200, trajectory.cycles) - 1
     return {
         **final,
-        "outcome": outcome(final),
+        "outcome": outcome(final, trainer.task.validation_range),
         "cycles": trajectory.cycles,
         "kinks_end": kinks(trainer.evaluate()[1].numpy()),
         "dead_units_end": sum(dead),

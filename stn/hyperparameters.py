@@ -20,8 +20,6 @@ DTYPE = tf.float64
 class Transform:
     """An invertible map between R (unconstrained) and a hyperparameter's constrained space."""
 
-    name: str = "transform"
-
     def forward(self, u: tf.Tensor) -> tf.Tensor:
         """Unconstrained → constrained."""
         raise NotImplementedError
@@ -41,8 +39,6 @@ class Transform:
 class Identity(Transform):
     """No bounds: the value is its own unconstrained representation."""
 
-    name = "identity"
-
     def forward(self, u: tf.Tensor) -> tf.Tensor:
         return u
 
@@ -59,7 +55,6 @@ class ScaledSigmoid(Transform):
 
     lower: float
     upper: float
-    name = "sigmoid"
 
     def forward(self, u: tf.Tensor) -> tf.Tensor:
         v = (self.upper - self.lower) * tf.math.sigmoid(u) + self.lower
@@ -80,7 +75,6 @@ class LowerSoftplus(Transform):
     """Lower bound only: v = lo + softplus(u)."""
 
     lower: float
-    name = "softplus"
 
     def forward(self, u: tf.Tensor) -> tf.Tensor:
         return self.lower + tf.math.softplus(u)
@@ -100,7 +94,6 @@ class UpperSoftplus(Transform):
     """Upper bound only: v = hi − softplus(u)."""
 
     upper: float
-    name = "softplus"
 
     def forward(self, u: tf.Tensor) -> tf.Tensor:
         return self.upper - tf.math.softplus(u)
@@ -118,8 +111,6 @@ class UpperSoftplus(Transform):
 @dataclass(frozen=True)
 class Exponential(Transform):
     """Positive values on a log scale: v = exp(u) (an explicit alternative to softplus)."""
-
-    name = "exp"
 
     def forward(self, u: tf.Tensor) -> tf.Tensor:
         return tf.math.exp(u)

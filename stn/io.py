@@ -42,6 +42,14 @@ def write_json(path: str | os.PathLike, data: object) -> Path:
     return write_atomic(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True)))
 
 
+def write_results_json(path: str | os.PathLike, data: dict) -> Path:
+    """Write a results file: ``data`` as JSON, stamped with the environment that computed it
+    (``stn.environment.record``) under the key ``environment``."""
+    from stn.environment import record
+
+    return write_json(path, {**data, "environment": record()})
+
+
 def exit_on_sigterm() -> None:
     """Turn SIGTERM (``kill``, a CI timeout) into SystemExit, so ``finally`` blocks run and
     :func:`atomic_path` removes its temporary file; Python's default would skip them."""

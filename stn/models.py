@@ -54,7 +54,7 @@ class ToyHyperNet(HyperModel):
     ):
         super().__init__(name=name)
         for param, value in (("depth", depth), ("width", width), ("n_hyper", n_hyper)):
-            if not isinstance(value, int) or value < 1:
+            if not is_positive_int(value):
                 raise ValueError(f"{param}={value!r} must be a positive integer")
         check_choice("activation", activation, tuple(ACTIVATIONS))
         self.activation = ACTIVATIONS[activation]

@@ -26,6 +26,7 @@ import ast
 import copy
 import math
 import os
+import shutil
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from stn.environment import record
 from stn.io import atomic_path, exit_on_sigterm
 
 if TYPE_CHECKING:
@@ -204,32 +206,73 @@ def check_parameters(notebook: str | os.PathLike, parameters: Mapping[str, objec
         raise ValueError(f"{notebook}: {error}") from None
 
 
+#: Where ``execute`` stages a notebook's outputs until every cell has passed.
+DEFAULT_STAGING = Path("build/staging")
+
 #: Set in the kernel's environment: stn's progress bars (``stn.progress``) stay off, since they
 #: would print elapsed times into the executed notebook; clean_notebook drops any widget bar.
 KERNEL_ENVIRONMENT = {"TQDM_DISABLE": "1"}
 
 
 def execute(
-    notebook: str | os.PathLike, output: str | os.PathLike, parameters: Mapping[str, object]
+    notebook: str | os.PathLike,
+    output: str | os.PathLike,
+    parameters: Mapping[str, object],
+    publish: str | os.PathLike | None = None,
+    staging: str | os.PathLike = DEFAULT_STAGING,
 ) -> Path:
     """Check the parameters, run the notebook in its own folder (papermill's progress bar, one
-    step per cell, on the terminal), and write the cleaned ``output`` whole."""
+    step per cell, on the terminal), and write the cleaned ``output`` whole, stamped with the
+    environment that ran it (metadata ``stn.environment``).
+
+    With ``publish``, the notebook's ``output_dir`` is a staging folder
+    (``staging/<output's stem>``), and its files move into ``publish`` only after every cell
+    passed: a failed notebook leaves the published figures as they were."""
     import nbformat
     import papermill
     import tqdm.auto  # noqa: F401  # before TQDM_DISABLE is set: papermill's own bar stays on
 
     check_parameters(notebook, parameters)
-    with atomic_path(output) as tmp:
-        with _environment(KERNEL_ENVIRONMENT):  # the kernel inherits it
-            executed = papermill.execute_notebook(
-                str(notebook),
-                str(tmp),
-                parameters=dict(parameters),
-                cwd=str(Path(notebook).parent),
-                progress_bar=True,
-            )
-        nbformat.write(clean_notebook(executed), str(tmp))
+    stage = None
+    if publish is not None:
+        if "output_dir" in parameters:
+            raise ValueError("give output_dir or publish, not both: publish sets output_dir")
+        stage = Path(staging) / Path(output).stem
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+        relative = os.path.relpath(stage, Path(notebook).parent)
+        parameters = {**parameters, "output_dir": relative}
+    try:
+        with atomic_path(output) as tmp:
+            with _environment(KERNEL_ENVIRONMENT):  # the kernel inherits it
+                executed = papermill.execute_notebook(
+                    str(notebook),
+                    str(tmp),
+                    parameters=dict(parameters),
+                    cwd=str(Path(notebook).parent),
+                    progress_bar=True,
+                )
+            executed = clean_notebook(executed)
+            executed.metadata["stn"] = {"environment": record()}
+            nbformat.write(executed, str(tmp))
+            if stage is not None:
+                move_tree(stage, Path(publish))
+    finally:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
     return Path(output)
+
+
+def move_tree(source: Path, destination: Path) -> list[Path]:
+    """Move every file under ``source`` to the same relative path under ``destination``, each by
+    an atomic rename (replacing what is there); return the destination paths."""
+    moved = []
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        target = destination / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        moved.append(target)
+    return moved
 
 
 @contextmanager
@@ -325,11 +368,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
     )
+    parser.add_argument(
+        "--publish",
+        metavar="DIR",
+        help="stage the notebook's output_dir and move its files into DIR once every cell passed",
+    )
+    parser.add_argument("--staging", metavar="DIR", default=str(DEFAULT_STAGING))
     args = parser.parse_args(argv)
     parameters = {name: _parse_value(value) for name, value in args.parameter}
     exit_on_sigterm()
     try:
-        execute(args.notebook, args.output, parameters)
+        execute(args.notebook, args.output, parameters, args.publish, args.staging)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

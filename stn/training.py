@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from stn.checkpoints import RECORD_EVERY, RunCheckpoint
-from stn.checks import check_choice, is_positive_int
+from stn.checks import check_choice, is_count, is_positive_int
 from stn.hyperparameters import DTYPE, Hyperparameters, HyperparameterSpec
 from stn.io import write_atomic
 from stn.models import HyperModel
@@ -102,7 +102,7 @@ class STNConfig:
             value = getattr(self, name)
             if not is_positive_int(value):
                 raise ValueError(f"{name}={value!r} must be a positive integer")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+        if not is_count(self.warmup_steps):
             raise ValueError(f"warmup_steps={self.warmup_steps!r} must be an integer >= 0")
         for name in ("weight_lr", "hyper_lr", "scale_lr"):
             value = getattr(self, name)
@@ -404,32 +404,37 @@ class STN(tf.Module):
         done = 0 if restored is None else restored["done"]
         stopped = False if restored is None else restored["stop"]
         start = time.perf_counter()
-        with progress_bar(
-            None, progress, total=total, initial=min(done, total), unit="cycle"
-        ) as bar:
-            while done < total and not stopped:
-                n = min(cfg.chunk_cycles, total - done)
-                t0 = time.perf_counter()
-                warmup = 0 if done else cfg.warmup_steps
-                out = self._chunk(tf.constant(n, tf.int32), tf.constant(warmup, tf.int32))
-                out = {k: v.numpy() for k, v in out.items()}
-                if not parts:
-                    self.compile_seconds = time.perf_counter() - t0
-                part = _trim(out, cfg)
-                if not out["finite"]:
-                    self._raise_divergence(part, offset=done)
-                if log is not None:
-                    log.write(part, offset=done)
-                parts.append(part)
-                done, stopped = done + part["done"], part["stop"]
-                if not bar.disable:
-                    bar.set_postfix(self._postfix(part), refresh=False)
-                bar.update(part["done"])
-                if checkpoint is not None and (checkpoint.due(done) or stopped or done >= total):
-                    parts = [_merge(parts)]
-                    checkpoint.save(parts[0], before + time.perf_counter() - start)
-        if log is not None:
-            log.close()
+        self.compile_seconds = 0.0  # this run's: nonzero only if one of its chunks traced
+        try:
+            with progress_bar(
+                None, progress, total=total, initial=min(done, total), unit="cycle"
+            ) as bar:
+                while done < total and not stopped:
+                    n = min(cfg.chunk_cycles, total - done)
+                    t0, traces = time.perf_counter(), self.trace_count
+                    warmup = 0 if done else cfg.warmup_steps
+                    out = self._chunk(tf.constant(n, tf.int32), tf.constant(warmup, tf.int32))
+                    out = {k: v.numpy() for k, v in out.items()}
+                    if self.trace_count > traces:  # traced and compiled in this call
+                        self.compile_seconds += time.perf_counter() - t0
+                    part = _trim(out, cfg)
+                    if not out["finite"]:
+                        self._raise_divergence(part, offset=done)
+                    if log is not None:
+                        log.write(part, offset=done)
+                    parts.append(part)
+                    done, stopped = done + part["done"], part["stop"]
+                    if not bar.disable:
+                        bar.set_postfix(self._postfix(part), refresh=False)
+                    bar.update(part["done"])
+                    if checkpoint is not None and (
+                        checkpoint.due(done) or stopped or done >= total
+                    ):
+                        parts = [_merge(parts)]
+                        checkpoint.save(parts[0], before + time.perf_counter() - start)
+        finally:
+            if log is not None:
+                log.close()
         seconds = before + time.perf_counter() - start
         return self._trajectory(_merge(parts), seconds, stopped)
 

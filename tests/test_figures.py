@@ -1,17 +1,47 @@
-"""Figures are written whole and byte-reproducibly: no version or date stamped into them."""
+"""Outputs are written whole and byte-reproducibly: figures, animations and results files, with
+no version or date stamped into them."""
+
+import json
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from PIL import Image
 
 from stn import plots
 from stn.experiments import ToyExperiment
+from stn.io import write_json
 
 
 @pytest.fixture(scope="module")
 def trajectory():
     exp = ToyExperiment(max_cycles=40, chunk_cycles=20, snapshot_every=10, target=None)
     return exp.build().run()
+
+
+def test_design_doc_plots_and_animation(tmp_path, trajectory):
+    figures = plots.design_doc_plots(trajectory, ToyExperiment().validation_range)
+    assert set(figures) == {"x_range", "scale", "distance", "weight_loss", "hyper_loss"}
+    for name, fig in figures.items():
+        plots.save_figure(fig, tmp_path / f"{name}.png")
+        assert Image.open(tmp_path / f"{name}.png").format == "PNG"
+    grid = ToyExperiment().task().grid.numpy()
+    gif = plots.function_animation(trajectory, grid, tmp_path / "f.gif")
+    with Image.open(gif) as image:
+        assert image.format == "GIF" and image.n_frames == len(trajectory.snapshots) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"{n}.png" for n in figures] + ["f.gif"]
+    )
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "data.json"
+    with pytest.raises(TypeError):
+        write_json(target, {"x": object()})
+    assert list(tmp_path.iterdir()) == []
+    write_json(target, {"x": 1})
+    assert json.loads(target.read_text()) == {"x": 1}
+    assert list(tmp_path.iterdir()) == [target]
 
 
 @pytest.mark.parametrize("suffix", ["png", "pdf", "svg"])

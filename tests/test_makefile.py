@@ -19,7 +19,13 @@ EXECUTED = ("toy_stn", "benchmark", "robustness", "real_data", "real_data_cnn")
 def tree(tmp_path: Path) -> Path:
     """A scratch project in which every executed notebook is newer than its sources."""
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
-    files = ["pyproject.toml", ".venv/.installed", "stn/__init__.py", "stn/training.py"]
+    files = [
+        "pyproject.toml",
+        "requirements.lock",
+        ".venv/.installed",
+        "stn/__init__.py",
+        "stn/training.py",
+    ]
     files += [f"notebooks/{name}.ipynb" for name in NOTEBOOKS]
     files += [f"notebooks/executed/{name}.ipynb" for name in EXECUTED]
     for t, name in enumerate(files):
@@ -37,9 +43,12 @@ def make(tree: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def rerun(tree: Path, *args: str) -> set[str]:
-    """The executed notebooks a dry run of ``make figures`` would rebuild."""
-    out = make(tree, "-n", "figures", *args)
+def rerun(tree: Path, *changed: str) -> set[str]:
+    """The executed notebooks a dry run of ``make figures`` would rebuild after ``changed``
+    files were edited."""
+    for name in changed:
+        os.utime(tree / name)  # now: newer than every executed notebook
+    out = make(tree, "-n", "figures")
     assert out.returncode == 0, out.stderr
     return {
         name
@@ -52,15 +61,21 @@ def test_up_to_date_figures_rerun_nothing(tree):
     assert rerun(tree) == set()
 
 
-def test_changing_one_notebook_reruns_only_that_notebook(tree):
-    assert rerun(tree, "-W", "notebooks/toy_stn.ipynb") == {"toy_stn"}
-    assert rerun(tree, "-W", "notebooks/robustness.ipynb") == {"robustness"}
-    # one notebook, two executions: the MLP and the CNN runs of the real-data notebook
-    assert rerun(tree, "-W", "notebooks/real_data.ipynb") == {"real_data", "real_data_cnn"}
+@pytest.mark.parametrize(
+    "notebook, reruns",
+    [
+        ("toy_stn", {"toy_stn"}),
+        ("robustness", {"robustness"}),
+        # one notebook, two executions: the MLP and the CNN runs of the real-data notebook
+        ("real_data", {"real_data", "real_data_cnn"}),
+    ],
+)
+def test_changing_one_notebook_reruns_only_that_notebook(tree, notebook, reruns):
+    assert rerun(tree, f"notebooks/{notebook}.ipynb") == reruns
 
 
 def test_changing_the_package_reruns_every_notebook(tree):
-    assert rerun(tree, "-W", "stn/training.py") == set(EXECUTED)
+    assert rerun(tree, "stn/training.py") == set(EXECUTED)
 
 
 def test_a_failed_run_leaves_no_target(tree):
@@ -70,3 +85,24 @@ def test_a_failed_run_leaves_no_target(tree):
     assert out.returncode != 0
     assert "Deleting file 'notebooks/executed/toy_stn.ipynb'" in out.stderr
     assert not (tree / "notebooks/executed/toy_stn.ipynb").exists()
+
+
+def test_figures_runs_every_notebook_and_names_the_failed_ones(tree):
+    (tree / "run.sh").write_text(
+        'case "$1" in *benchmark*|*real_data*) exit 1;; esac; echo done > "$2"\n'
+    )
+    os.utime(tree / "stn/training.py")  # everything out of date
+    out = make(tree, "figures", "RUN_NOTEBOOK=sh run.sh")
+    assert out.returncode != 0
+    assert "these notebooks failed: benchmark real_data real_data_cnn" in out.stderr
+    assert (tree / "notebooks/executed/toy_stn.ipynb").read_text() == "done\n"
+    assert (tree / "notebooks/executed/robustness.ipynb").read_text() == "done\n"
+    assert (tree / "notebooks/executed/benchmark.ipynb").read_text() == "{}"  # as it was
+
+
+def test_verify_reruns_into_a_scratch_folder_and_leaves_figures_alone(tree):
+    out = make(tree, "-n", "verify")
+    assert out.returncode == 0, out.stderr
+    assert "--publish build/verify/figures" in out.stdout
+    assert "--publish figures" not in out.stdout
+    assert "stn.verify figures build/verify/figures --scale full" in out.stdout

@@ -282,6 +282,13 @@ def test_optuna_study_resumes_from_its_sqlite_storage(small_task, tmp_path):
         tpe_search(trainer, specs, 1, 10, storage="study.db")
 
 
+def test_optuna_study_without_storage_writes_no_file(small_task, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = tpe_search(_trainer(small_task), classification_specs(1), 2, 10, seed=0)
+    assert len(result.runs) == 2
+    assert list(tmp_path.iterdir()) == []  # no SQLite file in the current folder
+
+
 # -- the comparison ------------------------------------------------------------------------------
 
 

@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from stn.experiments import ToyExperiment, variant
-from stn.training import STNConfig
+from stn.models import ToyHyperNet
+from stn.summaries import SummaryLog
+from stn.training import DivergenceError, STNConfig
 
 SMALL = dict(max_cycles=60, chunk_cycles=20, snapshot_every=10, target=None)
 ALIVE = dict(activation="tanh", jit_compile=False, **SMALL)  # no dead units: every weight moves
@@ -113,3 +116,36 @@ def test_bad_experiment_parameters():
         variant("fancy")
     with pytest.raises(ValueError, match="seed=-1"):
         ToyExperiment(seed=-1)
+
+
+@pytest.mark.parametrize("field", ["depth", "width"])
+def test_toy_hypernet_refuses_a_bool_for_a_count(field):
+    with pytest.raises(ValueError, match=f"{field}=True must be a positive integer"):
+        ToyHyperNet(**{field: True}, n_hyper=1, generator=tf.random.Generator.from_seed(0))
+
+
+def test_config_refuses_a_bool_for_warmup_steps():
+    with pytest.raises(ValueError, match="warmup_steps=True"):
+        STNConfig(warmup_steps=True)
+
+
+def test_compile_seconds_count_only_the_chunks_that_compiled(tmp_path):
+    experiment = ToyExperiment(**ALIVE)
+    trainer = experiment.build()
+    first = trainer.run()
+    assert first.extra["compile_seconds"] > 0
+    trainer.reset(1)
+    assert trainer.run().extra["compile_seconds"] == 0.0  # reused: nothing compiled
+    checkpoints = tmp_path / "run"
+    experiment.build().run(max_cycles=20, checkpoint_dir=checkpoints)
+    resumed = experiment.build().run(checkpoint_dir=checkpoints)  # a new trainer compiles
+    assert resumed.cycles == ALIVE["max_cycles"] and resumed.extra["compile_seconds"] > 0
+
+
+def test_summary_writer_is_closed_when_a_run_diverges(tmp_path, monkeypatch):
+    closed = []
+    monkeypatch.setattr(SummaryLog, "close", lambda self: closed.append(self))
+    trainer = ToyExperiment(**{**ALIVE, "weight_lr": 1e200}).build()
+    with pytest.raises(DivergenceError):
+        trainer.run(log_dir=tmp_path)
+    assert len(closed) == 1

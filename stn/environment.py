@@ -1,0 +1,136 @@
+"""The software environment a result was made in: the pinned lock, and a record of versions.
+
+``requirements.lock`` (written by ``make lock`` with ``uv pip compile``) pins every package,
+transitive ones included. :func:`lock_differences` compares it with what is installed, and
+:func:`record` is the stamp every results file and executed notebook carries, so a reader can
+tell whether a rerun used the same versions and platform as the committed figures::
+
+    python -m stn.environment check requirements.lock   # exit 1, listing differences
+    python -m stn.environment record                    # the record, as JSON
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+#: The lock file of the repository this package is installed from (an editable install).
+LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
+#: Installed alongside the lock but not in it: the installer, and this project itself.
+NOT_LOCKED = frozenset({"pip", "stn"})
+#: The packages whose versions decide the numbers; the record names them one by one.
+KEY_PACKAGES = (
+    "tensorflow-cpu",
+    "keras",
+    "numpy",
+    "scipy",
+    "pandas",
+    "scikit-learn",
+    "optuna",
+    "matplotlib",
+    "pillow",
+)
+
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name normalization: ``Scikit_Learn`` and ``scikit-learn`` are one package."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked(path: str | Path = LOCK) -> dict[str, str]:
+    """The pinned versions of a ``name==version`` lock file, by normalized name."""
+    pins = {}
+    for line in Path(path).read_text().splitlines():
+        match = _PIN.match(line.strip())
+        if match:
+            pins[normalize(match.group(1))] = match.group(2)
+    return pins
+
+
+def installed() -> dict[str, str]:
+    """The installed distributions' versions, by normalized name."""
+    return {normalize(d.metadata["Name"]): d.version for d in metadata.distributions()}
+
+
+def lock_differences(path: str | Path = LOCK) -> list[str]:
+    """Every way the installed packages differ from the lock, one line each; empty if none."""
+    pins, have = locked(path), installed()
+    problems = []
+    for name, version in sorted(pins.items()):
+        if name not in have:
+            problems.append(f"{name}=={version} is locked but not installed")
+        elif have[name] != version:
+            problems.append(f"{name}=={have[name]} is installed; the lock pins {version}")
+    for name in sorted(set(have) - set(pins) - NOT_LOCKED):
+        problems.append(f"{name}=={have[name]} is installed but not in the lock")
+    return problems
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its widest vector extension: XLA's CPU code, and so the last
+    bits of every number, depend on them."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    model = re.search(r"^model name\s*:\s*(.+)$", info, re.MULTILINE)
+    flags = re.search(r"^flags\s*:\s*(.+)$", info, re.MULTILINE)
+    flags = set(flags.group(1).split()) if flags else set()
+    vector = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "")
+    return " ".join(filter(None, (model.group(1).strip() if model else "", vector)))
+
+
+def platform_record() -> dict[str, str]:
+    """What the numbers depend on besides the packages: OS, CPU, Python, C library. Coarse on
+    purpose (no kernel release, host name or core count), so one kind of machine gives one
+    record, and two machines with equal records compute the same bits."""
+    libc, libc_version = platform.libc_ver()
+    return {
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "libc": f"{libc} {libc_version}".strip(),
+    }
+
+
+def record(lock: str | Path = LOCK) -> dict[str, object]:
+    """The environment stamp of a result: platform, key package versions, and the lock's digest
+    with whether the installed packages match it exactly."""
+    have = installed()
+    lock = Path(lock)
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None
+    return {
+        "platform": platform_record(),
+        "packages": {name: have.get(name) for name in KEY_PACKAGES},
+        "lock_sha256": digest,
+        "matches_lock": bool(digest) and not lock_differences(lock),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["check"] and len(args) <= 2:
+        path = args[1] if len(args) == 2 else LOCK
+        problems = lock_differences(path)
+        for line in problems:
+            print(f"environment differs from {path}: {line}", file=sys.stderr)
+        if not problems:
+            print(f"environment matches {path} ({len(locked(path))} pinned packages)")
+        return 1 if problems else 0
+    if args == ["record"]:
+        print(json.dumps(record(), indent=2, sort_keys=True))
+        return 0
+    print("usage: python -m stn.environment check [LOCK] | record", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The README's numbers, generated from the results files, so they cannot drift from them.
+
+Each generated block of README.md sits between ``<!-- results:NAME -->`` and
+``<!-- /results:NAME -->``; :data:`SECTIONS` renders NAME from ``figures/*.json``::
+
+    python -m stn.readme            # rewrite the blocks of README.md (make readme)
+    python -m stn.readme --check    # exit 1 if README.md differs from what the results give
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from stn.io import write_atomic
+
+Results = Callable[[str], dict]
+
+
+def glance(results: Results) -> str:
+    """Results at a glance: robustness, speed and the real-data comparison in a few lines."""
+    robustness = results("robustness.json")
+    variants, default = robustness["variants"], robustness["default_variant"]
+    speed = results("speed.json")
+    fastest = min(speed["modes"], key=lambda m: speed["modes"][m]["us_per_cycle"])
+    eager = speed["modes"]["design doc (eager)"]["us_per_cycle"]
+    run = speed["full_run"]
+    real = results("real_data.json")
+    rows = {r["method"]: r for r in real["table"]}
+    paired = real["paired"]["valid_loss"]
+    fraction = max(c["step_fraction"] for c in real["claims"])
+
+    def rate(name: str) -> str:
+        return f"{variants[name]['successes']} of {variants[name]['runs']}"
+
+    interval = paired["interval_95"]
+    interval_text = (
+        "" if interval is None else f", 95% interval [{interval[0]:+.3f}, {interval[1]:+.3f}]"
+    )
+    return "\n".join(
+        [
+            f"- **Toy problem, default variant** ({default}): succeeds on {rate(default)} "
+            f"held-out seeds, against {rate('design doc')} for the design document's variant and "
+            f"{rate('paper')} for the paper's hypernetwork.",
+            f"- **Speed:** {speed['modes'][fastest]['us_per_cycle']:.0f} µs per cycle in "
+            f"compiled chunks ({fastest}), against {eager / 1000:.0f} ms for the design "
+            f"document's eager loop in the same run ({speed['modes'][fastest]['speedup']:.0f}×). "
+            f"A {run['cycles']}-cycle run takes {run['seconds']:.1f} s, compilation included; "
+            f"it allocates {run['added_mib']:.0f} MiB above the TensorFlow-import baseline "
+            f"({run['peak_mib']:.0f} MiB peak in all).",
+            f"- **Digits, {rows['stn']['seeds']} seeds:** STN spent {fraction:.3f} of each "
+            f"search's training steps. Its best validation loss averaged "
+            f"{rows['stn']['valid_loss']:.3f}, against "
+            + ", ".join(f"{rows[m]['valid_loss']:.3f} for {m}" for m in ("tpe", "grid", "random"))
+            + f". It was at least as good as the best search on {paired['as_good']} of "
+            f"{paired['seeds']} seeds (STN minus best search: mean {paired['mean']:+.3f}"
+            f"{interval_text}).",
+        ]
+    )
+
+
+def speed_table(results: Results) -> str:
+    """Every mode of the benchmark: µs per cycle, ratio to the eager loop, compile time."""
+    modes = results("speed.json")["modes"]
+    lines = ["| mode | µs per cycle | × eager loop | compile (s) |", "|---|---|---|---|"]
+    for name, m in modes.items():
+        compile_s = f"{m['compile_seconds']:.1f}" if "compile_seconds" in m else "–"
+        lines.append(f"| {name} | {m['us_per_cycle']:.0f} | {m['speedup']:.1f} | {compile_s} |")
+    return "\n".join(lines)
+
+
+def real_data_table(results: Results) -> str:
+    """The real-data table (mean ± sd over seeds), as the notebook writes it."""
+    from stn.comparison import markdown_table
+
+    return markdown_table(results("real_data.json")["table"]).rstrip("\n")
+
+
+def environment(results: Results) -> str:
+    """The versions and platform that made the committed results."""
+    env = results("toy.json")["environment"]
+    p = env["platform"]
+    packages = ", ".join(f"{name} {version}" for name, version in env["packages"].items())
+    return (
+        f"Made on {p['system']} {p['machine']} ({p['cpu']}), {p['python']}, {p['libc']}, with "
+        f"{packages}; every other package as pinned in `requirements.lock` "
+        f"(sha256 `{env['lock_sha256'][:12]}…`)."
+    )
+
+
+SECTIONS: dict[str, Callable[[Results], str]] = {
+    "glance": glance,
+    "speed": speed_table,
+    "real_data": real_data_table,
+    "environment": environment,
+}
+_BLOCK = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.DOTALL)
+
+
+def render(text: str, figures: str | Path = "figures") -> str:
+    """``text`` with every results block regenerated from the results files in ``figures``."""
+    folder = Path(figures)
+
+    def results(name: str) -> dict:
+        return json.loads((folder / name).read_text())
+
+    def block(match: re.Match) -> str:
+        name = match.group(2)
+        if name not in SECTIONS:
+            raise ValueError(f"README block {name!r} is unknown; allowed: {', '.join(SECTIONS)}")
+        return f"{match.group(1)}{SECTIONS[name](results)}\n{match.group(4)}"
+
+    return _BLOCK.sub(block, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Regenerate README.md's results blocks.")
+    parser.add_argument("readme", nargs="?", default="README.md", type=Path)
+    parser.add_argument("--figures", default="figures", type=Path)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README is stale")
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    rendered = render(text, args.figures)
+    if args.check:
+        if rendered != text:
+            print(f"{args.readme} disagrees with {args.figures}/*.json: run `make readme`")
+            return 1
+        print(f"{args.readme} agrees with {args.figures}/*.json")
+        return 0
+    if rendered != text:
+        write_atomic(args.readme, lambda p: p.write_text(rendered))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""The replication check: compare the numbers of a rerun with the committed results files.
+
+``make verify`` reruns every notebook into a scratch folder, then::
+
+    python -m stn.verify figures build/verify/full/figures --scale full
+
+compares every number of every committed results file (``*.json``) with the rerun's, each under a
+stated tolerance, prints a table (quantity | committed | now | tolerance | ok) and exits 1 on any
+mismatch. The tolerances:
+
+* **exact** (to 1e-12) for what a seed fixes, when both were computed on the same platform with
+  the same lock (``stn.environment``); on another platform those bits are not expected to
+  match, so they are shown as not compared and the statistical checks decide;
+* **Wilson** for a success rate over seeds: the rerun's rate must lie in the committed rate's 95%
+  Wilson interval;
+* **t interval** for a loss averaged over seeds: the rerun's mean must lie in the committed
+  mean's 95% confidence interval;
+* **ratio band** for timings and memory: the rerun's value within a factor of the committed one
+  (``TIMING_BAND`` at each scale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from scipy import stats
+
+from stn.metrics import wilson_interval
+
+#: Absolute tolerance of an exact comparison.
+EXACT = 1e-12
+#: A timing must lie within this factor of the committed one, by scale. Machines of one kind
+#: differ by up to 2.5x (the eager loop: 151 ms per cycle on one, 388 ms on another), and one
+#: machine's noise is about ±20% at full scale; a small-scale run times a few cycles, noisier.
+TIMING_BAND = {"full": 3.0, "small": 5.0}
+#: Keys that are records, not results.
+NOT_NUMBERS = ("environment", "environment.*", "*_samples", "*_samples.*")
+#: The field that names an item of a list of records (a method, a seed, a scaling point).
+ITEM_KEYS = ("method", "seed")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How the numbers whose path matches ``pattern`` are compared: ``exact`` or ``timing``.
+    ``show`` puts each number on its own row of the table; the others are summed up per file."""
+
+    pattern: str
+    kind: str
+    show: bool = False
+
+
+#: Per results file: the rules, first match wins; numbers no rule matches are compared exactly.
+RULES: dict[str, tuple[Rule, ...]] = {
+    "toy.json": (
+        Rule("main.*", "exact", show=True),
+        Rule("successes", "exact", show=True),
+    ),
+    "robustness.json": (Rule("variants.*.successes", "exact", show=True),),
+    "speed.json": (
+        Rule("*.traces", "exact"),
+        Rule("*.cycles", "exact"),
+        Rule("scaling.*.width", "exact"),
+        Rule("scaling.*.batch_size", "exact"),
+        Rule("modes.*.us_per_cycle", "timing", show=True),
+        Rule("modes.*.speedup", "timing", show=True),
+        Rule("full_run.seconds", "timing", show=True),
+        Rule("full_run.added_mib", "timing", show=True),
+        Rule("full_run.peak_mib", "timing", show=True),
+        Rule("*", "timing"),
+    ),
+    "real_data.json": (
+        Rule("table.*.seconds", "timing", show=True),
+        Rule("table.*.valid_loss", "exact", show=True),
+        Rule("table.*.test_loss", "exact", show=True),
+        Rule("claims.*.as_good", "exact", show=True),
+    ),
+    "real_data_results.json": (Rule("*.seconds", "timing"),),
+}
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    quantity: str
+    committed: str
+    now: str
+    tolerance: str
+    ok: bool | None  # None: not compared (another platform)
+
+    def cells(self) -> list[str]:
+        ok = {True: "ok", False: "MISMATCH", None: "not compared"}[self.ok]
+        return [self.quantity, self.committed, self.now, self.tolerance, ok]
+
+
+def leaves(node: object, path: str = "") -> Iterator[tuple[str, object]]:
+    """Every scalar of a JSON document, with its dotted path; an item of a list of records is
+    named by its ``method`` or ``seed`` field, other items by their index."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from leaves(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            name = next((item[k] for k in ITEM_KEYS if isinstance(item, dict) and k in item), i)
+            yield from leaves(item, f"{path}.{name}")
+    else:
+        yield path, node
+
+
+def rule_for(file: str, path: str) -> Rule | None:
+    """The rule for a number, or None for a record that is not compared."""
+    if any(fnmatch.fnmatchcase(path, pattern) for pattern in NOT_NUMBERS):
+        return None
+    for rule in RULES.get(Path(file).name, ()):
+        if fnmatch.fnmatchcase(path, rule.pattern):
+            return rule
+    return Rule("*", "exact")
+
+
+def same_numbers(a: object, b: object) -> bool:
+    """Equal, or both finite numbers within EXACT, or both NaN."""
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, int | float):
+        return a == b
+    if not isinstance(b, int | float):
+        return False
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= EXACT
+
+
+def within_band(committed: object, now: object, band: float) -> bool:
+    if not isinstance(committed, int | float) or not isinstance(now, int | float):
+        return False
+    if committed == 0 or now == 0:
+        return committed == now
+    return 1 / band <= now / committed <= band
+
+
+def fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "missing" if value is _MISSING else str(value)
+
+
+_MISSING = object()
+
+
+def compare_file(
+    file: str, committed: dict, now: dict | None, same_platform: bool, band: float
+) -> list[Row]:
+    """The rows for one results file: every number, by its rule, plus the statistical checks."""
+    now_leaves = dict(leaves(now)) if now is not None else {}
+    rows, hidden = [], {"exact": [], "timing": []}
+    for path, value in leaves(committed):
+        rule = rule_for(file, path)
+        if rule is None:
+            continue
+        other = now_leaves.get(path, _MISSING)
+        if rule.kind == "timing":
+            ok, tolerance = within_band(value, other, band), f"ratio in [1/{band:g}, {band:g}]"
+        elif other is _MISSING:
+            ok, tolerance = False, f"exact (±{EXACT:g})"
+        else:
+            ok = same_numbers(value, other) if same_platform else None
+            tolerance = f"exact (±{EXACT:g})"
+        row = Row(f"{file}: {path}", fmt(value), fmt(other), tolerance, ok)
+        if rule.show or ok is False:
+            rows.append(row)
+        else:
+            hidden[rule.kind].append(row)
+    for kind, group in hidden.items():
+        if group:
+            results = {row.ok for row in group}
+            ok = False if False in results else (None if results == {None} else True)
+            label = "exact" if kind == "exact" else "timing"
+            rows.append(
+                Row(
+                    f"{file}: {len(group)} other numbers ({label})",
+                    "…",
+                    "…",
+                    group[0].tolerance,
+                    ok,
+                )
+            )
+    rows.extend(statistical_rows(file, committed, now))
+    return rows
+
+
+def statistical_rows(file: str, committed: dict, now: dict | None) -> list[Row]:
+    """Checks that hold across platforms: success rates against the committed Wilson interval,
+    means over seeds against the committed mean's 95% t interval."""
+    name, rows = Path(file).name, []
+    now = now or {}
+    if name == "robustness.json":
+        for variant, c in committed["variants"].items():
+            n = now.get("variants", {}).get(variant)
+            rows.append(rate_row(f"{file}: {variant} success rate", c, n))
+    elif name == "toy.json":
+        c = {"successes": committed["successes"], "runs": len(committed["seeds"])}
+        n = None if "successes" not in now else {**now, "runs": len(now["seeds"])}
+        rows.append(rate_row(f"{file}: seed-table success rate", c, n))
+    elif name == "real_data.json":
+        now_rows = {r["method"]: r for r in now.get("table", [])}
+        for row in committed["table"]:
+            for metric in ("valid_loss", "test_loss"):
+                rows.append(mean_row(file, row, now_rows.get(row["method"]), metric))
+    return [r for r in rows if r is not None]
+
+
+def rate_row(label: str, committed: dict, now: dict | None) -> Row:
+    k, n = committed["successes"], committed["runs"]
+    low, high = wilson_interval(k, n)
+    tolerance = f"Wilson 95% [{low:.3f}, {high:.3f}]"
+    if now is None:
+        return Row(label, f"{k}/{n}", "missing", tolerance, False)
+    rate = now["successes"] / now["runs"]
+    return Row(
+        label, f"{k}/{n}", f"{now['successes']}/{now['runs']}", tolerance, low <= rate <= high
+    )
+
+
+def mean_row(file: str, committed: dict, now: dict | None, metric: str) -> Row | None:
+    n = committed["seeds"]
+    if n < 2:
+        return None  # no spread to build an interval from: the exact rows decide
+    half = stats.t.ppf(0.975, n - 1) * committed[f"{metric}_std"] / math.sqrt(n)
+    low, high = committed[metric] - half, committed[metric] + half
+    label = f"{file}: {committed['method']} {metric}, mean over {n} seeds"
+    tolerance = f"95% t interval [{low:.4f}, {high:.4f}]"
+    if now is None:
+        return Row(label, fmt(committed[metric]), "missing", tolerance, False)
+    return Row(
+        label, fmt(committed[metric]), fmt(now[metric]), tolerance, low <= now[metric] <= high
+    )
+
+
+def results_files(folder: Path) -> list[str]:
+    """The results files under a folder, relative to it."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.json"))
+
+
+def compare(committed_dir: Path, now_dir: Path, scale: str) -> tuple[list[Row], list[str]]:
+    """Every row of the table, and notes on environments that differ."""
+    band = TIMING_BAND[scale]
+    rows, notes = [], []
+    files = results_files(committed_dir)
+    if not files:
+        raise ValueError(f"committed_dir={str(committed_dir)!r} holds no results files (*.json)")
+    for file in files:
+        committed = json.loads((committed_dir / file).read_text())
+        path = now_dir / file
+        now = json.loads(path.read_text()) if path.exists() else None
+        same = now is not None and same_environment(committed, now)
+        if now is not None and not same:
+            notes.append(f"{file}: computed on another platform or lock; exact rows not compared")
+        rows.extend(compare_file(file, committed, now, same, band))
+    return rows, notes
+
+
+def same_environment(committed: dict, now: dict) -> bool:
+    a, b = committed.get("environment", {}), now.get("environment", {})
+    return (
+        bool(a)
+        and a.get("platform") == b.get("platform")
+        and a.get("lock_sha256") == b.get("lock_sha256")
+    )
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = ["| quantity | committed | now | tolerance | ok |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row.cells()) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("committed", type=Path, help="folder of the committed results files")
+    parser.add_argument("now", type=Path, help="folder of the rerun's results files")
+    parser.add_argument("--scale", choices=sorted(TIMING_BAND), default="full")
+    args = parser.parse_args(argv)
+    try:
+        rows, notes = compare(args.committed, args.now, args.scale)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(markdown(rows))
+    for note in notes:
+        print(f"note: {note}")
+    failed = [row for row in rows if row.ok is False]
+    compared = sum(row.ok is not None for row in rows)
+    print(f"{len(rows)} rows, {compared} compared, {len(failed)} mismatches")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
