@@ -65,6 +65,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "robustness.json": (Rule("variants.*.successes", "exact", show=True),),
     "speed.json": (
         Rule("*.traces", "exact"),
+        Rule("scaling.*.cycles", "timing"),  # sized to run for a given time
         Rule("*.cycles", "exact"),
         Rule("scaling.*.width", "exact"),
         Rule("scaling.*.batch_size", "exact"),
@@ -143,9 +144,9 @@ def within_band(committed: object, now: object, band: float) -> bool:
     return 1 / band <= now / committed <= band
 
 
-def fmt(value: object) -> str:
+def fmt(value: object, digits: int = 12) -> str:
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.{digits}g}"
     return "missing" if value is _MISSING else str(value)
 
 
@@ -163,14 +164,16 @@ def compare_file(
         if rule is None:
             continue
         other = now_leaves.get(path, _MISSING)
+        digits = 12
         if rule.kind == "timing":
             ok, tolerance = within_band(value, other, band), f"ratio in [1/{band:g}, {band:g}]"
+            digits = 4
         elif other is _MISSING:
             ok, tolerance = False, f"exact (±{EXACT:g})"
         else:
             ok = same_numbers(value, other) if same_platform else None
             tolerance = f"exact (±{EXACT:g})"
-        row = Row(f"{file}: {path}", fmt(value), fmt(other), tolerance, ok)
+        row = Row(f"{file}: {path}", fmt(value, digits), fmt(other, digits), tolerance, ok)
         if rule.show or ok is False:
             rows.append(row)
         else:

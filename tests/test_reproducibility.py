@@ -67,8 +67,8 @@ def test_lock_differences_name_each_difference(tmp_path):
     lock.write_text("".join(f"{n}=={v}\n    # via x\n" for n, v in pins.items()))
     problems = environment.lock_differences(lock)
     assert problems == [
-        f"numpy=={numpy} is installed; the lock pins 0.0.1",
         "not-a-package==1.0 is locked but not installed",
+        f"numpy=={numpy} is installed; the lock pins 0.0.1",
         f"scipy=={have['scipy']} is installed but not in the lock",
     ]
     assert environment.main(["check", str(lock)]) == 1
