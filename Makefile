@@ -69,12 +69,19 @@ real_data_cnn_parameters := -p model cnn -p seeds "[0]" -p warmup_steps 150 -p s
 	-p trial_steps 1500 -p n_trials 8 -p eval_every 75
 PARAMETERS = $($(1)_parameters)
 
-FIGURE_NOTEBOOKS := toy_stn benchmark robustness real_data real_data_cnn
+# The benchmark runs alone, since it times the machine; the others then share its cores
+# (JOBS at a time). They are deterministic, so running them side by side changes no number.
+TIMED_NOTEBOOKS := benchmark
+FIGURE_NOTEBOOKS := toy_stn robustness real_data real_data_cnn
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+DRY_RUN = $(findstring n,$(firstword -$(MAKEFLAGS)))
 
 .PHONY: figures
 figures: | $(STAMP) ## Regenerate every figure in figures/ (full scale; only what changed)
-	@failed=; for nb in $(FIGURE_NOTEBOOKS); do \
-		$(MAKE) --no-print-directory $(EXECUTED)/$$nb.ipynb || failed="$$failed $$nb"; \
+	@$(MAKE) --no-print-directory $(TIMED_NOTEBOOKS:%=$(EXECUTED)/%.ipynb); \
+	$(MAKE) --no-print-directory -k -j$(JOBS) $(FIGURE_NOTEBOOKS:%=$(EXECUTED)/%.ipynb); \
+	failed=; for nb in $(if $(DRY_RUN),,$(TIMED_NOTEBOOKS) $(FIGURE_NOTEBOOKS)); do \
+		$(MAKE) --no-print-directory -q $(EXECUTED)/$$nb.ipynb || failed="$$failed $$nb"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "make figures: these notebooks failed:$$failed" >&2; exit 1; fi
 
@@ -129,6 +136,19 @@ verify-small: notebooks-small ## The cheap replication check (in `make test`): b
 reference-small: notebooks-small ## Rewrite tests/reference/ from the notebooks' defaults (after a deliberate change)
 	rm -rf tests/reference && mkdir -p tests/reference
 	cd build/figures && cp --parents $$(find . -name '*.json') $(CURDIR)/tests/reference/
+
+## Reading ----------------------------------------------------------------------------------
+LAB_OPTIONS ?=
+# Jupyter refuses to run as root (containers, CI) unless told to.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
+.PHONY: lab
+lab: | $(STAMP) ## Open the notebooks in JupyterLab (LAB_OPTIONS="--no-browser --port 8899" to set it up)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(LAB_OPTIONS)
+
+.PHONY: html
+html: | $(STAMP) ## Render the executed notebooks to static HTML in build/html, for offline reading
+	$(VENV)/bin/jupyter nbconvert --to html --output-dir build/html $(EXECUTED)/*.ipynb
 
 ## Checks ------------------------------------------------------------------------------------
 .PHONY: test

@@ -268,11 +268,11 @@ def compare(committed_dir: Path, now_dir: Path, scale: str) -> tuple[list[Row], 
 
 
 def same_environment(committed: dict, now: dict) -> bool:
+    """Both computed on the same platform with exactly the same lock installed."""
     a, b = committed.get("environment", {}), now.get("environment", {})
-    return (
-        bool(a)
-        and a.get("platform") == b.get("platform")
-        and a.get("lock_sha256") == b.get("lock_sha256")
+    same = ("platform", "lock_sha256")
+    return bool(a.get("matches_lock") and b.get("matches_lock")) and all(
+        a.get(key) == b.get(key) for key in same
     )
 
 

@@ -50,11 +50,8 @@ def rerun(tree: Path, *changed: str) -> set[str]:
         os.utime(tree / name)  # now: newer than every executed notebook
     out = make(tree, "-n", "figures")
     assert out.returncode == 0, out.stderr
-    return {
-        name
-        for name in EXECUTED
-        if f"notebooks/executed/{name}.ipynb " in out.stdout.replace("\n", " ")
-    }
+    runs = " ".join(line for line in out.stdout.splitlines() if "-m stn.notebooks" in line)
+    return {name for name in EXECUTED if f"notebooks/executed/{name}.ipynb " in runs}
 
 
 def test_up_to_date_figures_rerun_nothing(tree):
@@ -95,6 +92,7 @@ def test_figures_runs_every_notebook_and_names_the_failed_ones(tree):
     out = make(tree, "figures", "RUN_NOTEBOOK=sh run.sh")
     assert out.returncode != 0
     assert "these notebooks failed: benchmark real_data real_data_cnn" in out.stderr
+    assert out.stdout.index("benchmark") < out.stdout.index("toy_stn")  # timed alone, first
     assert (tree / "notebooks/executed/toy_stn.ipynb").read_text() == "done\n"
     assert (tree / "notebooks/executed/robustness.ipynb").read_text() == "done\n"
     assert (tree / "notebooks/executed/benchmark.ipynb").read_text() == "{}"  # as it was
