@@ -225,7 +225,7 @@ def rate_row(label: str, committed: dict, now: dict | None) -> Row:
         return Row(label, f"{k}/{n}", "missing", tolerance, False)
     rate = now["successes"] / now["runs"]
     return Row(
-        label, f"{k}/{n}", f"{now['successes']}/{now['runs']}", tolerance, low <= rate <= high
+        label, f"{k}/{n}", f"{now['successes']}/{now['runs']}", tolerance, bool(low <= rate <= high)
     )
 
 
@@ -240,7 +240,7 @@ def mean_row(file: str, committed: dict, now: dict | None, metric: str) -> Row |
     if now is None:
         return Row(label, fmt(committed[metric]), "missing", tolerance, False)
     return Row(
-        label, fmt(committed[metric]), fmt(now[metric]), tolerance, low <= now[metric] <= high
+        label, fmt(committed[metric]), fmt(now[metric]), tolerance, bool(low <= now[metric] <= high)
     )
 
 
