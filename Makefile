@@ -10,7 +10,7 @@ export PYTHONHASHSEED ?= 0
 export TF_ENABLE_ONEDNN_OPTS ?= 0
 comma := ,
 
-RUN_NOTEBOOK := $(PYTHON) -m stn.notebooks
+RUN_NOTEBOOK := $(PYTHON) -m stn.tooling.notebooks
 EXECUTED := notebooks/executed
 
 ## Environment -------------------------------------------------------------------------------
@@ -28,7 +28,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(BOOT_PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r $(LOCK)
 	$(VENV)/bin/pip install --quiet --no-deps -e .
-	$(PYTHON) -m stn.environment check $(LOCK)
+	$(PYTHON) -m stn.tooling.environment check $(LOCK)
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
@@ -121,7 +121,7 @@ verify: | $(STAMP) ## Rerun everything into build/verify; compare each number wi
 	rm -rf $(VERIFY_DIR)
 	-$(MAKE) --no-print-directory figures EXECUTED=$(VERIFY_DIR)/executed \
 		FIGURES=$(VERIFY_DIR)/figures WORK=$(VERIFY_DIR)
-	$(PYTHON) -m stn.verify figures $(VERIFY_DIR)/figures --scale full
+	$(PYTHON) -m stn.tooling.verify figures $(VERIFY_DIR)/figures --scale full
 
 .PHONY: notebooks-small
 notebooks-small: | $(STAMP) ## nbval: every notebook executes at its defaults, writing build/figures
@@ -130,7 +130,7 @@ notebooks-small: | $(STAMP) ## nbval: every notebook executes at its defaults, w
 
 .PHONY: verify-small
 verify-small: notebooks-small ## The cheap replication check (in `make test`): build/figures against tests/reference/
-	$(PYTHON) -m stn.verify tests/reference build/figures --scale small
+	$(PYTHON) -m stn.tooling.verify tests/reference build/figures --scale small
 
 .PHONY: reference-small
 reference-small: notebooks-small ## Rewrite tests/reference/ from the notebooks' defaults (after a deliberate change)
@@ -158,7 +158,7 @@ test: $(STAMP) ## Unit tests, then verify-small: nbval on every notebook and the
 
 .PHONY: readme
 readme: | $(STAMP) ## Regenerate README.md's results blocks from figures/*.json
-	$(PYTHON) -m stn.readme README.md --figures figures
+	$(PYTHON) -m stn.tooling.readme README.md --figures figures
 
 .PHONY: lint
 lint: $(STAMP) ## ruff check and format check

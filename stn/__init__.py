@@ -1,20 +1,27 @@
-"""Self-Tuning Networks (MacKay et al., ICLR 2019) in TensorFlow."""
+"""Self-Tuning Networks (MacKay et al., ICLR 2019) in TensorFlow.
 
-import os
+The package is layered; each layer imports only the ones above it in this list:
 
-# XLA's CPU fusion emitters double the memory of compiling a hypertraining chunk (peak RSS of a
-# 10000-cycle toy run: 1081 MiB with them, 920 MiB without) for ~15% faster cycles; the
-# project's target is a run under 1 GB. Read by XLA at its first compilation; a user's own
-# setting of this flag wins.
-_FLAG = "--xla_cpu_use_fusion_emitters"
-if _FLAG not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}=false".strip()
+* ``stn.util``: validation helpers, atomic file writes, the XLA setting of the entry points;
+* ``stn.method``: hyperparameter spaces, hyper layers, hypermodels, optimizers, the variants and
+  :class:`STN`, the state and steps of Algorithm 1;
+* ``stn.training``: the compiled loop (:class:`Trainer`), the run record, checkpoints, summaries;
+* ``stn.tasks``: the toy problem and image classification;
+* ``stn.experiments``: the toy experiment and its variants, real data against search baselines,
+  diagnostics, the benchmark and the eager reference loop;
+* ``stn.tooling``: the notebook runner, plots, the replication check, the README's numbers.
 
-from stn.data import ClassificationTask, ToyTask, load_dataset, x_range_spec  # noqa: E402
-from stn.hyperparameters import Hyperparameters, HyperparameterSpec  # noqa: E402
-from stn.layers import HyperConv2D, HyperDense  # noqa: E402
-from stn.models import HyperCNN, HyperMLP, ToyHyperNet  # noqa: E402
-from stn.training import STN, STNConfig, Trajectory  # noqa: E402
+Importing ``stn`` changes no global state: no environment variable, no matplotlib backend.
+"""
+
+from stn.method.hyperparameters import Hyperparameters, HyperparameterSpec
+from stn.method.layers import HyperConv2D, HyperDense
+from stn.method.models import HyperCNN, HyperMLP, ToyHyperNet
+from stn.method.stn import STN, STNConfig
+from stn.tasks.classification import ClassificationTask, load_dataset
+from stn.tasks.toy import ToyTask, x_range_spec
+from stn.training.loop import Trainer
+from stn.training.record import Trajectory
 
 __all__ = [
     "STN",
@@ -28,6 +35,7 @@ __all__ = [
     "STNConfig",
     "ToyHyperNet",
     "ToyTask",
+    "Trainer",
     "Trajectory",
     "load_dataset",
     "x_range_spec",

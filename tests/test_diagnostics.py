@@ -2,8 +2,8 @@
 
 import pytest
 
-from stn.diagnostics import outcome
-from stn.metrics import wilson_interval
+from stn.experiments.diagnostics import outcome
+from stn.tasks.metrics import wilson_interval
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stn import plots
-from stn.experiments import ToyExperiment
-from stn.io import write_json
+from stn.experiments.toy import ToyExperiment
+from stn.tooling import plots
+from stn.util.io import write_json
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stn.hyperparameters import (
+from stn.method.hyperparameters import (
     DTYPE,
     Hyperparameters,
     HyperparameterSpec,

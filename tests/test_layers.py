@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stn.hyperparameters import DTYPE
-from stn.layers import HyperDense
-from stn.models import ToyHyperNet
+from stn.method.hyperparameters import DTYPE
+from stn.method.layers import HyperDense
+from stn.method.models import ToyHyperNet
 
 
 def make_layer(per_unit=True, hyper_init="paper", n_hyper=2):

@@ -50,7 +50,7 @@ def rerun(tree: Path, *changed: str) -> set[str]:
         os.utime(tree / name)  # now: newer than every executed notebook
     out = make(tree, "-n", "figures")
     assert out.returncode == 0, out.stderr
-    runs = " ".join(line for line in out.stdout.splitlines() if "-m stn.notebooks" in line)
+    runs = " ".join(line for line in out.stdout.splitlines() if "-m stn.tooling.notebooks" in line)
     return {name for name in EXECUTED if f"notebooks/executed/{name}.ipynb " in runs}
 
 
@@ -103,4 +103,4 @@ def test_verify_reruns_into_a_scratch_folder_and_leaves_figures_alone(tree):
     assert out.returncode == 0, out.stderr
     assert "--publish build/verify/figures" in out.stdout
     assert "--publish figures" not in out.stdout
-    assert "stn.verify figures build/verify/figures --scale full" in out.stdout
+    assert "stn.tooling.verify figures build/verify/figures --scale full" in out.stdout

@@ -12,7 +12,7 @@ import nbformat
 import papermill
 import pytest
 
-from stn.notebooks import (
+from stn.tooling.notebooks import (
     INJECTED_CELL_ID,
     WIDGET_VIEW,
     Parameter,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stn.optimizers import make_optimizer
+from stn.method.optimizers import make_optimizer
 
 KERAS = {
     "adam": lambda: tf.keras.optimizers.Adam(0.01),

@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis) for ``stn.hyperparameters``.
+"""Property-based tests (hypothesis) for ``stn.method.hyperparameters``.
 
 The example-based tests in ``test_hyperparameters.py`` pin a handful of fixed spaces; these tests
 draw random bounds, values, scales and names and check the properties every transform and the
@@ -32,7 +32,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from stn.hyperparameters import (
+from stn.method.hyperparameters import (
     DTYPE,
     Exponential,
     Hyperparameters,

@@ -9,20 +9,20 @@ import optuna
 import pytest
 import tensorflow as tf
 
-from stn import data as stn_data
-from stn.baselines import FixedTrainer, grid_points, random_points, search, tpe_search
-from stn.comparison import Comparison, MethodResult, RealDataExperiment, summary
-from stn.data import (
+from stn.experiments.baselines import FixedTrainer, grid_points, random_points, search, tpe_search
+from stn.experiments.real_data import Comparison, MethodResult, RealDataExperiment, summary
+from stn.method.hyperparameters import DTYPE
+from stn.method.layers import HyperConv2D, per_example_dropout
+from stn.method.models import HyperCNN, HyperMLP
+from stn.method.stn import STN, STNConfig
+from stn.tasks import classification as stn_data
+from stn.tasks.classification import (
     ClassificationTask,
     DatasetUnavailableError,
     classification_specs,
     load_dataset,
     load_digits_split,
 )
-from stn.hyperparameters import DTYPE
-from stn.layers import HyperConv2D, per_example_dropout
-from stn.models import HyperCNN, HyperMLP
-from stn.training import STN, STNConfig
 
 
 def _conv_valid(x: np.ndarray, w: np.ndarray) -> np.ndarray:

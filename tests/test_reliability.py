@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stn.data import ToyTask, x_range_spec
-from stn.experiments import ToyExperiment, study, variant
-from stn.models import ToyHyperNet
-from stn.training import STN, DivergenceError, Trajectory
+from stn.experiments.toy import ToyExperiment, study, variant
+from stn.method.models import ToyHyperNet
+from stn.method.stn import STN
+from stn.tasks.toy import ToyTask, x_range_spec
+from stn.training.record import DivergenceError, Trajectory
 
 FAST = dict(max_cycles=200, chunk_cycles=50, snapshot_every=50, target=None, jit_compile=False)
 ARRAYS = ("values", "stddev", "weight_loss", "hyper_loss", "eval_cycles", "snapshots")
@@ -68,7 +69,7 @@ def test_checkpoint_and_log_intervals_are_checked(tmp_path):
 
 
 def run_cli(args: list[str], **kwargs) -> subprocess.Popen:
-    command = [sys.executable, "-m", "stn.experiments", "--no-progress", *args]
+    command = [sys.executable, "-m", "stn.experiments.toy", "--no-progress", *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
@@ -119,7 +120,7 @@ class PoisonedTask(ToyTask):
 
 
 def test_divergence_is_caught_at_its_cycle_and_nothing_is_saved(tmp_path):
-    exp = variant("paper", **FAST)  # one training loss per weight step (no Delta-STN split)
+    exp = variant("per-unit scale", **FAST)  # one training loss per weight step (joint step)
     # 5 warm-up steps, then cycle c makes calls 5 + 2c - 1 and 5 + 2c: call 118 is in cycle 57
     trainer = STN(PoisonedTask(at=118), [x_range_spec()], ToyHyperNet, exp.config())
     with pytest.raises(DivergenceError, match=r"diverged at cycle 57: training loss is nan") as err:
@@ -203,7 +204,7 @@ def test_a_diverging_notebook_writes_no_figure_and_no_notebook(tmp_path):
     """The toy notebook at an absurd learning rate: the run cell fails, nothing is written."""
     import papermill
 
-    from stn.notebooks import execute
+    from stn.tooling.notebooks import execute
 
     figures, output = tmp_path / "figures", tmp_path / "toy.ipynb"
     notebook = Path(__file__).parents[1] / "notebooks" / "toy_stn.ipynb"
@@ -228,7 +229,13 @@ def test_a_terminated_notebook_run_leaves_no_file(tmp_path):
     ]
     nbformat.write(notebook, tmp_path / "slow.ipynb")
     out = tmp_path / "executed" / "slow.ipynb"
-    command = [sys.executable, "-m", "stn.notebooks", str(tmp_path / "slow.ipynb"), str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "stn.tooling.notebooks",
+        str(tmp_path / "slow.ipynb"),
+        str(out),
+    ]
     runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not list(out.parent.glob(".slow.*")):  # the temporary output exists: papermill runs
@@ -241,7 +248,7 @@ def test_a_terminated_notebook_run_leaves_no_file(tmp_path):
 
 
 def test_sup_distance_is_nan_when_a_prediction_is():
-    from stn.metrics import sup_distance
+    from stn.tasks.metrics import sup_distance
 
     grid = tf.constant([0.0, 1.0, 2.0], tf.float64)
     assert float(sup_distance(grid, grid + 0.5)) == 0.5

@@ -11,8 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from stn import environment, readme, verify
-from stn.notebooks import execute
+from stn.tooling import environment, readme, verify
+from stn.tooling.notebooks import execute
 
 ROOT = Path(__file__).parents[1]
 #: Set by CI's weekly job, which installs the newest releases instead of the lock.

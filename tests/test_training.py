@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stn.experiments import ToyExperiment, variant
-from stn.models import ToyHyperNet
-from stn.summaries import SummaryLog
-from stn.training import DivergenceError, STNConfig
+from stn.experiments.toy import ToyExperiment, variant
+from stn.method.models import ToyHyperNet
+from stn.method.stn import STNConfig
+from stn.training.record import DivergenceError
+from stn.training.summaries import SummaryLog
 
 SMALL = dict(max_cycles=60, chunk_cycles=20, snapshot_every=10, target=None)
 ALIVE = dict(activation="tanh", jit_compile=False, **SMALL)  # no dead units: every weight moves
@@ -27,7 +28,7 @@ def trainer():
 def test_weight_step_moves_only_the_weights(trainer):
     hp, model = trainer.hyperparameters, trainer.model
     weights, hyper = snapshot(model.weights), snapshot([hp.unconstrained, hp.scale])
-    trainer.weight_step()
+    trainer.stn.weight_step()
     assert all(changed(weights, model.weights))
     assert not any(changed(hyper, [hp.unconstrained, hp.scale]))
 
@@ -35,30 +36,30 @@ def test_weight_step_moves_only_the_weights(trainer):
 def test_hyper_step_moves_only_lambda_and_scale(trainer):
     hp, model = trainer.hyperparameters, trainer.model
     weights, hyper = snapshot(model.weights), snapshot([hp.unconstrained, hp.scale])
-    trainer.hyper_step()
+    trainer.stn.hyper_step()
     assert not any(changed(weights, model.weights))
     assert all(changed(hyper, [hp.unconstrained, hp.scale]))
 
 
 def test_zero_initialised_response_gives_no_hypergradient():
     """Centered input, V = C = 0: F does not depend on λ, so only the entropy moves s (up)."""
-    t = variant("delta-stn", **ALIVE).build()
+    t = variant("centered + split step", **ALIVE).build()
     hp = t.hyperparameters
     lam, s = hp.unconstrained.numpy().copy(), hp.scale.numpy().copy()
-    t.hyper_step()
+    t.stn.hyper_step()
     np.testing.assert_array_equal(hp.unconstrained.numpy(), lam)
     assert hp.scale.numpy()[0] > s[0]
 
 
-def test_delta_split_trains_general_weights_at_unperturbed_lambda():
-    """With delta_split, the elementary weights' step ignores ε: two trainers whose noise
+def test_split_step_trains_general_weights_at_unperturbed_lambda():
+    """With the split step, the elementary weights' step ignores ε: two trainers whose noise
     differs only in the perturbation give the same elementary update when V = C = 0."""
-    t = variant("delta-stn", **ALIVE).build()
+    t = variant("centered + split step", **ALIVE).build()
     before = snapshot(t.model.elementary_weights)
-    t.weight_step()
+    t.stn.weight_step()
     after = snapshot(t.model.elementary_weights)
-    t2 = variant("delta-stn", scale_init=3.0, **ALIVE).build()
-    t2.weight_step()
+    t2 = variant("centered + split step", scale_init=3.0, **ALIVE).build()
+    t2.stn.weight_step()
     # same batch, different ε scale: general weights see the same loss at λ
     for a, b, c in zip(before, after, snapshot(t2.model.elementary_weights), strict=True):
         assert not np.array_equal(a, b)
@@ -100,7 +101,7 @@ def test_stops_in_graph_at_the_target():
         (dict(weight_lr=-1.0), "weight_lr=-1.0 must be a positive finite number"),
         (dict(hyper_optimizer="adamw"), "hyper_optimizer='adamw' is not allowed"),
         (dict(chunk_cycles=100, snapshot_every=30), "snapshot_every=30 must divide"),
-        (dict(delta_split=True), "delta_split=True needs centered=True"),
+        (dict(weight_step="split"), "weight_step=.split. needs hypernet_input=.centered."),
         (dict(target=0.0), "target=0.0 must be positive or None"),
     ],
 )

@@ -1,6 +1,6 @@
 """Figures: the design document's trajectory plots and the function animation.
 
-Every function returns a matplotlib Figure (or writes a file atomically through ``stn.io``), so
+Every function returns a matplotlib Figure (or writes a file atomically through ``stn.util.io``), so
 notebooks only call and save.
 """
 
@@ -9,15 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.animation import FuncAnimation, PillowWriter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
-
-from stn.io import write_atomic  # noqa: E402
-from stn.training import Trajectory  # noqa: E402
+from stn.training.record import Trajectory
+from stn.util.io import write_atomic
 
 #: Metadata matplotlib would stamp into each format (its version, a date): left out, so the
 #: same figure gives the same bytes.
@@ -26,7 +23,6 @@ NO_STAMPS = {
     "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
     "svg": {"Creator": None, "Date": None},
 }
-matplotlib.rcParams["svg.hashsalt"] = "stn"  # SVG element ids from a fixed salt, not random
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -34,7 +30,8 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike, dpi: int = 120) -> Pat
     fmt = Path(path).suffix.lstrip(".") or "png"
 
     def write(tmp: Path) -> None:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt, metadata=NO_STAMPS.get(fmt))
+        with plt.rc_context({"svg.hashsalt": "stn"}):  # SVG element ids from a fixed salt
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt, metadata=NO_STAMPS.get(fmt))
 
     out = write_atomic(path, write)
     plt.close(fig)
@@ -177,7 +174,7 @@ METHOD_COLORS = {"stn": "tab:red", "grid": "tab:blue", "random": "tab:green", "t
 
 def search_curves_plot(comparisons: list) -> plt.Figure:
     """Best validation loss found so far against training steps spent, per method (one line
-    per seed; ``comparisons`` are ``stn.comparison.Comparison``)."""
+    per seed; ``comparisons`` are ``stn.experiments.real_data.Comparison``)."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for method, color in METHOD_COLORS.items():
         for k, c in enumerate(comparisons):

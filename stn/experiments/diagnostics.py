@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from stn.hyperparameters import DTYPE
-from stn.models import ToyHyperNet
-from stn.training import STN, Trajectory
+from stn.method.hyperparameters import DTYPE
+from stn.method.models import ToyHyperNet
+from stn.training.loop import Trainer
+from stn.training.record import Trajectory
 
 OUTCOMES = ("success", "collapse", "stuck", "other")
 
@@ -53,7 +54,7 @@ def kinks(prediction: np.ndarray, tol: float = 1e-4) -> int:
     return int(np.sum(np.abs(np.diff(np.asarray(prediction), 2)) > tol))
 
 
-def hypergradient(trainer: STN, batches: int = 20) -> float:
+def hypergradient(trainer: Trainer, batches: int = 20) -> float:
     """dF/dλ at the current state, averaged over ``batches`` validation batches with the
     perturbation drawn as in a hyperparameter step (a fixed-seed generator, so no state of the
     run is consumed)."""
@@ -64,26 +65,28 @@ def hypergradient(trainer: STN, batches: int = 20) -> float:
         batch = task.valid_batch(gen)
         noise = gen.normal([batch[0].shape[0], hp.size], dtype=DTYPE)
         with tf.GradientTape() as tape:
-            loss = task.valid_loss(trainer.model, batch, trainer._hnet_input(hp.perturbed(noise)))
+            loss = task.valid_loss(
+                trainer.model, batch, trainer.stn.network_input(hp.perturbed(noise))
+            )
         grads.append(float(tape.gradient(loss, hp.unconstrained)[0]))
     return float(np.mean(grads))
 
 
-def response_strength(trainer: STN) -> float:
+def response_strength(trainer: Trainer) -> float:
     """Size of the prediction's change per unit of λ on the grid: mean |∂f(x)/∂λ|."""
     grid = trainer.task.grid
     with tf.GradientTape() as tape:
-        hnet = trainer._eval_input(grid.shape[0])
+        hnet = trainer.stn.eval_input(grid.shape[0])
         tape.watch(hnet)
         out = trainer.model(grid, hnet)
     return float(tf.reduce_mean(tf.abs(tape.gradient(out, hnet))))
 
 
-def diagnose_start(trainer: STN) -> dict[str, float]:
+def diagnose_start(trainer: Trainer) -> dict[str, float]:
     """Measurements at initialisation: dead units on the validation range, the hypergradient
     and the response strength."""
     grid = trainer.task.grid
-    dead = dead_units(trainer.model, grid, trainer._eval_input(grid.shape[0]))
+    dead = dead_units(trainer.model, grid, trainer.stn.eval_input(grid.shape[0]))
     return {
         "kinks_init": kinks(trainer.evaluate()[1].numpy()),
         "dead_units_init": sum(dead),
@@ -93,10 +96,10 @@ def diagnose_start(trainer: STN) -> dict[str, float]:
     }
 
 
-def diagnose_end(trainer: STN, trajectory: Trajectory) -> dict[str, float]:
+def diagnose_end(trainer: Trainer, trajectory: Trajectory) -> dict[str, float]:
     """Measurements after the run: outcome, dead units, early movement of x_range, scale."""
     grid = trainer.task.grid
-    dead = dead_units(trainer.model, grid, trainer._eval_input(grid.shape[0]))
+    dead = dead_units(trainer.model, grid, trainer.stn.eval_input(grid.shape[0]))
     final = trajectory.final()
     early = min(200, trajectory.cycles) - 1
     return {

@@ -20,13 +20,13 @@ import numpy as np
 import optuna
 import tensorflow as tf
 
-from stn.checks import is_positive_int
-from stn.data import ClassificationTask
-from stn.hyperparameters import DTYPE, HyperparameterSpec
-from stn.models import HyperModel
-from stn.optimizers import make_optimizer
-from stn.progress import progress_bar, progress_enabled
-from stn.training import DivergenceError
+from stn.method.hyperparameters import DTYPE, HyperparameterSpec
+from stn.method.models import HyperModel
+from stn.method.optimizers import make_optimizer
+from stn.tasks.classification import ClassificationTask
+from stn.training.progress import progress_bar, progress_enabled
+from stn.training.record import DivergenceError
+from stn.util.checks import is_positive_int
 
 #: No storage: an in-memory study, which writes no file (and cannot resume). Pass a database URL
 #: (``sqlite:///build/optuna.db``, ``postgresql://...``) to keep the study and resume it.

@@ -3,7 +3,7 @@
 This is the design document's code as it is written there: per-layer ``tf.function`` calls that
 read a shared perturbation variable, ``tf.function`` helpers for the batch tensors, the data and
 the entropy, a Python loop that applies the Keras optimizers eagerly (one tape for λ and another
-for the scale) and pulls every loss and prediction back to NumPy. ``stn.training`` is the real
+for the scale) and pulls every loss and prediction back to NumPy. ``stn.training.loop`` is the real
 implementation; this module exists only so the benchmark can time the original in the same run.
 """
 

@@ -144,7 +144,7 @@ def make_transform(
     if transform is not None and transform not in TRANSFORMS:
         raise ValueError(
             f"hyperparameter {name!r}: transform={transform!r} is unknown; "
-            f"allowed: {', '.join(TRANSFORMS)} or a stn.hyperparameters.Transform instance"
+            f"allowed: {', '.join(TRANSFORMS)} or a stn.method.hyperparameters.Transform instance"
         )
     if transform is None:
         if lower is not None and upper is not None:

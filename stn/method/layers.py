@@ -13,8 +13,8 @@ import math
 
 import tensorflow as tf
 
-from stn.checks import check_choice, is_positive_int
-from stn.hyperparameters import DTYPE
+from stn.method.hyperparameters import DTYPE
+from stn.util.checks import check_choice, is_positive_int
 
 #: Standard deviation of V and C at initialisation, by name: the official code (``paper``),
 #: the design document (``design``), and Delta-STN's zero initialisation (``zero``).

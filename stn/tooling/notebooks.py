@@ -4,19 +4,20 @@ Every notebook checks its own parameters in the cell right after its ``parameter
 papermill also injects the values it is given), so a misspelt, mistyped or out-of-range value
 stops the run there, however the notebook is run::
 
-    from stn.notebooks import Parameter, check_notebook_parameters
+    from stn.tooling.notebooks import Parameter, check_notebook_parameters
 
     check_notebook_parameters(globals(), seed=Parameter(int, ge=0), lr=Parameter(float, gt=0))
 
-``python -m stn.notebooks NOTEBOOK OUTPUT -p name value ...`` also checks every name against the
-notebook's ``parameters`` cell and every value against the default's type before it starts a
-kernel, executes with papermill into a temporary file, removes what changes from one run to the
-next (:func:`clean_notebook`) and renames the result onto OUTPUT: a failed run leaves no
+``python -m stn.tooling.notebooks NOTEBOOK OUTPUT -p name value ...`` also checks every name
+against the notebook's ``parameters`` cell and every value against the default's type before it
+starts a kernel, executes with papermill into a temporary file, removes what changes from one run
+to the next (:func:`clean_notebook`) and renames the result onto OUTPUT: a failed run leaves no
 half-written notebook, and two runs with the same parameters write the same bytes unless the
 notebook's own outputs differ (a measured time, say).
 
-Importing this module imports the ``stn`` package, and with it TensorFlow (``stn/__init__.py``);
-papermill and nbformat are imported only by the functions that use them.
+Importing this module imports the ``stn`` package, and with it TensorFlow; papermill and nbformat
+are imported only by the functions that use them. As an entry point, the runner starts kernels
+with the project's XLA flags (:mod:`stn.util.xla`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from stn.environment import record
-from stn.io import atomic_path, exit_on_sigterm
+from stn.tooling.environment import record
+from stn.util import xla
+from stn.util.io import atomic_path, exit_on_sigterm
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
@@ -209,9 +211,10 @@ def check_parameters(notebook: str | os.PathLike, parameters: Mapping[str, objec
 #: Where ``execute`` stages a notebook's outputs until every cell has passed.
 DEFAULT_STAGING = Path("build/staging")
 
-#: Set in the kernel's environment: stn's progress bars (``stn.progress``) stay off, since they
-#: would print elapsed times into the executed notebook; clean_notebook drops any widget bar.
-KERNEL_ENVIRONMENT = {"TQDM_DISABLE": "1"}
+#: Set in the kernel's environment: stn's progress bars (``stn.training.progress``) stay off,
+#: since they would print elapsed times into the executed notebook (clean_notebook drops any
+#: widget bar), and XLA compiles with the project's flags (:mod:`stn.util.xla`).
+KERNEL_ENVIRONMENT = {"TQDM_DISABLE": "1", "XLA_FLAGS": xla.flags(os.environ.get("XLA_FLAGS", ""))}
 
 
 def execute(

@@ -1,5 +1,5 @@
-"""Data and tasks: the design document's toy problem (fit x², tune the training range) and
-image classification (digits offline; MNIST, Fashion-MNIST, CIFAR-10 through keras.datasets)."""
+"""Image classification as an STN task: digits offline (scikit-learn); MNIST, Fashion-MNIST and
+CIFAR-10 through keras.datasets when they are available."""
 
 from __future__ import annotations
 
@@ -11,75 +11,14 @@ import tensorflow as tf
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from stn.checks import check_choice, is_positive_int
-from stn.hyperparameters import DTYPE, HyperparameterSpec
-from stn.layers import per_example_dropout
-from stn.metrics import accuracy, sup_distance
-from stn.models import HyperModel
+from stn.method.hyperparameters import DTYPE, HyperparameterSpec
+from stn.method.layers import per_example_dropout
+from stn.method.models import HyperModel
+from stn.tasks.metrics import accuracy
+from stn.util.checks import check_choice, is_positive_int
 
 Batch = tuple[tf.Tensor, ...]
 
-
-def x_range_spec(initial: float = 0.5, scale: float = 0.5) -> HyperparameterSpec:
-    """The toy's only hyperparameter: the half-width of the training inputs, in (0.01, 10)."""
-    return HyperparameterSpec("x_range", initial, lower=0.01, upper=10.0, scale=scale)
-
-
-class ToyTask:
-    """Fit y = x². Training inputs x = x_range·U(−1, 1) per example (x_range is the
-    hyperparameter, so it reaches the validation loss only through the hypernetwork);
-    validation inputs U(−V, V); evaluation on a grid of [−V, V] with the sup-norm distance."""
-
-    stop_metric = "distance"
-
-    def __init__(
-        self,
-        batch_size: int = 100,
-        validation_range: float = 2.0,
-        grid_size: int = 100,
-    ):
-        for name, value in (("batch_size", batch_size), ("grid_size", grid_size)):
-            if not is_positive_int(value):
-                raise ValueError(f"{name}={value!r} must be a positive integer")
-        if not validation_range > 0:
-            raise ValueError(f"validation_range={validation_range!r} must be positive")
-        self.batch_size = batch_size
-        self.validation_range = float(validation_range)
-        self.grid = tf.linspace(
-            tf.constant(-validation_range, DTYPE), tf.constant(validation_range, DTYPE), grid_size
-        )[:, tf.newaxis]
-
-    def train_batch(self, generator: tf.random.Generator) -> Batch:
-        return (generator.uniform([self.batch_size, 1], -1.0, 1.0, dtype=DTYPE),)
-
-    def valid_batch(self, generator: tf.random.Generator) -> Batch:
-        v = self.validation_range
-        return (generator.uniform([self.batch_size, 1], -v, v, dtype=DTYPE),)
-
-    def train_loss(
-        self,
-        model: HyperModel,
-        batch: Batch,
-        hnet_input: tf.Tensor,
-        values: tf.Tensor,
-        generator: tf.random.Generator,
-    ) -> tf.Tensor:
-        x = values[:, :1] * batch[0]  # x_range is the task's one hyperparameter
-        return tf.reduce_mean(tf.square(model(x, hnet_input) - tf.square(x)))
-
-    def valid_loss(self, model: HyperModel, batch: Batch, hnet_input: tf.Tensor) -> tf.Tensor:
-        x = batch[0]
-        return tf.reduce_mean(tf.square(model(x, hnet_input) - tf.square(x)))
-
-    def evaluate(
-        self, model: HyperModel, hnet_input: Callable[[int], tf.Tensor]
-    ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        n = self.grid.shape[0]
-        prediction = model(self.grid, hnet_input(n))[:, 0]
-        return {"distance": sup_distance(self.grid[:, 0] ** 2, prediction)}, prediction
-
-
-# -- real data: image classification ------------------------------------------------------------
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 AUGMENTATIONS = ("input_dropout", "input_noise")

@@ -12,28 +12,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
-from stn.checks import is_positive_int
-from stn.hyperparameters import DTYPE
-from stn.io import write_json
-
-if TYPE_CHECKING:
-    from stn.training import STN
-
-#: How often each recorded array gets a row: every cycle, or every ``STNConfig.<field>`` cycles.
-RECORD_EVERY = {
-    "values": None,
-    "stddev": None,
-    "weight_loss": None,
-    "hyper_loss": None,
-    "metrics": "eval_every",
-    "snapshots": "snapshot_every",
-}
-RECORD_KEYS = tuple(RECORD_EVERY)
+from stn.method.hyperparameters import DTYPE
+from stn.method.stn import STN
+from stn.training.record import RECORD_KEYS, RunState
+from stn.util.checks import is_positive_int
+from stn.util.io import write_json
 
 
 class RunRecord(tf.Module):
@@ -59,7 +46,7 @@ class RunRecord(tf.Module):
             self.arrays[key].assign(part[key])
 
     def part(self) -> dict[str, np.ndarray]:
-        """The record as one merged, trimmed chunk output (see ``stn.training._trim``)."""
+        """The record as one merged, trimmed chunk output (see :func:`stn.training.record.trim`)."""
         part = {key: self.arrays[key].numpy() for key in RECORD_KEYS}
         part.update(done=int(self.cycle.numpy()), stop=bool(self.stopped.numpy()))
         return part
@@ -132,3 +119,19 @@ class RunCheckpoint:
         """Save the state and the merged record of the run so far."""
         self.record.store(merged, seconds)
         self.manager.save(checkpoint_number=int(merged["done"]))
+
+    # -- as a callback of Trainer.run -------------------------------------------------------------
+
+    def start(self, trainer: object, state: RunState) -> None:
+        """Resume: the restored record becomes the run so far."""
+        restored = self.restore()
+        if restored is not None:
+            state.parts, state.done, state.stopped = [restored], restored["done"], restored["stop"]
+            state.seconds_before = float(self.record.seconds.numpy())
+
+    def chunk(self, trainer: object, state: RunState, part: dict[str, np.ndarray]) -> None:
+        if self.due(state.done) or state.stopped or state.done >= state.total:
+            self.save(state.merged(), state.seconds())
+
+    def close(self) -> None:
+        """Nothing to release: every save is complete when ``save`` returns."""

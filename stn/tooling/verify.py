@@ -2,14 +2,14 @@
 
 ``make verify`` reruns every notebook into a scratch folder, then::
 
-    python -m stn.verify figures build/verify/full/figures --scale full
+    python -m stn.tooling.verify figures build/verify/full/figures --scale full
 
 compares every number of every committed results file (``*.json``) with the rerun's, each under a
 stated tolerance, prints a table (quantity | committed | now | tolerance | ok) and exits 1 on any
 mismatch. The tolerances:
 
 * **exact** (to 1e-12) for what a seed fixes, when both were computed on the same platform with
-  the same lock (``stn.environment``); on another platform those bits are not expected to
+  the same lock (``stn.tooling.environment``); on another platform those bits are not expected to
   match, so they are shown as not compared and the statistical checks decide;
 * **Wilson** for a success rate over seeds: the rerun's rate must lie in the committed rate's 95%
   Wilson interval;
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from stn.metrics import wilson_interval
+from stn.tasks.metrics import wilson_interval
 
 #: Absolute tolerance of an exact comparison.
 EXACT = 1e-12

@@ -4,7 +4,7 @@ An experiment is data (every knob, validated), ``build()`` turns it into an :cla
 ``study`` reuses one compiled graph for many seeds through ``STN.reset``. From a shell, one run
 with checkpoints and TensorBoard logs (rerun the same command to resume it after a crash)::
 
-    python -m stn.experiments --variant default --seed 3 --checkpoint-dir runs/seed3 \
+    python -m stn.experiments.toy --variant default --seed 3 --checkpoint-dir runs/seed3 \
         --log-dir runs/seed3/logs --output runs/seed3/trajectory.npz
 """
 
@@ -21,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from stn import diagnostics
-from stn.data import ToyTask, x_range_spec
-from stn.io import exit_on_sigterm
-from stn.models import ToyHyperNet
-from stn.progress import progress_bar
-from stn.training import STN, DivergenceError, STNConfig, Trajectory
+from stn.experiments import diagnostics
+from stn.method.models import ToyHyperNet
+from stn.method.stn import STN, STNConfig
+from stn.tasks.toy import ToyTask, x_range_spec
+from stn.training.loop import Trainer
+from stn.training.progress import progress_bar
+from stn.training.record import DivergenceError, Trajectory
+from stn.util.io import exit_on_sigterm
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,8 @@ class ToyExperiment:
     activation: str = "relu"
     per_unit: bool = True
     hyper_init: str = "paper"
-    centered: bool = False
-    delta_split: bool = False
+    hypernet_input: str = "plain"
+    weight_step: str = "joint"
     x_range_init: float = 0.5
     scale_init: float = 0.5
     validation_range: float = 2.0
@@ -79,7 +81,7 @@ class ToyExperiment:
     def task(self) -> ToyTask:
         return ToyTask(batch_size=self.batch_size, validation_range=self.validation_range)
 
-    def build(self) -> STN:
+    def build(self) -> Trainer:
         model_fn = functools.partial(
             ToyHyperNet,
             depth=self.depth,
@@ -89,34 +91,61 @@ class ToyExperiment:
             activation=self.activation,
         )
         spec = x_range_spec(self.x_range_init, self.scale_init)
-        return STN(self.task(), [spec], model_fn, self.config(), seed=self.seed)
+        return Trainer(STN(self.task(), [spec], model_fn, self.config(), seed=self.seed))
 
 
-#: The robustness study's variants, all options of the one training loop.
+#: The robustness study's variants, all options of the one training loop. Each name says what
+#: the variant changes: the response's scale per layer (the design document's draft) or per unit
+#: (the paper), the hypernetwork's input (plain or centered) and the weight step (joint, split
+#: in one update, or Delta-STN's published two-phase step on the linearized prediction).
 VARIANTS: dict[str, dict[str, object]] = {
-    "design doc": dict(per_unit=False, hyper_init="design"),
-    "paper": dict(per_unit=True, hyper_init="paper"),
-    "delta-stn": dict(per_unit=True, hyper_init="zero", centered=True, delta_split=True),
-    "paper + centered": dict(per_unit=True, hyper_init="zero", centered=True),
-    "design doc + warm-up 500": dict(per_unit=False, hyper_init="design", warmup_steps=500),
-    "paper + leaky ReLU": dict(per_unit=True, hyper_init="paper", activation="leaky_relu"),
-    "delta-stn + width 8": dict(
-        per_unit=True, hyper_init="zero", centered=True, delta_split=True, width=8
+    "per-layer scale": dict(per_unit=False, hyper_init="design"),
+    "per-unit scale": dict(per_unit=True, hyper_init="paper"),
+    "centered": dict(per_unit=True, hyper_init="zero", hypernet_input="centered"),
+    "centered + split step": dict(
+        per_unit=True, hyper_init="zero", hypernet_input="centered", weight_step="split"
+    ),
+    "delta-stn": dict(
+        per_unit=True, hyper_init="zero", hypernet_input="centered", weight_step="delta"
+    ),
+    "per-layer scale + warm-up 500": dict(per_unit=False, hyper_init="design", warmup_steps=500),
+    "per-unit scale + leaky ReLU": dict(per_unit=True, hyper_init="paper", activation="leaky_relu"),
+    "centered + split step + width 8": dict(
+        per_unit=True, hyper_init="zero", hypernet_input="centered", weight_step="split", width=8
+    ),
+    "centered + split step + leaky ReLU": dict(
+        per_unit=True,
+        hyper_init="zero",
+        hypernet_input="centered",
+        weight_step="split",
+        activation="leaky_relu",
     ),
     "delta-stn + leaky ReLU": dict(
-        per_unit=True, hyper_init="zero", centered=True, delta_split=True, activation="leaky_relu"
+        per_unit=True,
+        hyper_init="zero",
+        hypernet_input="centered",
+        weight_step="delta",
+        activation="leaky_relu",
     ),
 }
 #: What ``make figures`` and the notebooks use, chosen in the robustness study.
-DEFAULT_VARIANT = "delta-stn + leaky ReLU"
+DEFAULT_VARIANT = "centered + split step + leaky ReLU"
 VARIANTS["default"] = VARIANTS[DEFAULT_VARIANT]
+#: The settings some variant chooses: passing None for one of them keeps the variant's value.
+VARIANT_SETTINGS = frozenset(key for settings in VARIANTS.values() for key in settings)
 
 
-def variant(name: str, **overrides: object) -> ToyExperiment:
-    """A named variant of :class:`ToyExperiment`, with optional overrides."""
+def variant(name: str, **settings: object) -> ToyExperiment:
+    """The variant ``name`` of :class:`ToyExperiment`, with ``settings`` on top.
+
+    A variant keeps its own value of a setting unless ``settings`` gives one explicitly; None
+    for a setting that variants choose (see ``VARIANT_SETTINGS``) means "the variant's value",
+    so a notebook can pass all its parameters and still run ``"... + width 8"`` at width 8.
+    """
     if name not in VARIANTS:
         raise ValueError(f"variant={name!r} is unknown; allowed: {', '.join(VARIANTS)}")
-    return ToyExperiment.from_parameters(**{**VARIANTS[name], **overrides})
+    given = {k: v for k, v in settings.items() if not (v is None and k in VARIANT_SETTINGS)}
+    return ToyExperiment.from_parameters(**{**VARIANTS[name], **given})
 
 
 def study(
@@ -129,9 +158,9 @@ def study(
     """Run ``experiment`` once per seed, compiling once and resetting the variables in place.
 
     Returns one row per seed (final x_range and distance, outcome, and with ``diagnose`` the
-    measurements of :mod:`stn.diagnostics` at the start and the end) and the trajectories. With
-    ``checkpoint_dir``, each seed checkpoints into ``<checkpoint_dir>/seed_<seed>``, so an
-    interrupted study reruns only the unfinished seeds.
+    measurements of :mod:`stn.experiments.diagnostics` at the start and the end) and the
+    trajectories. With ``checkpoint_dir``, each seed checkpoints into
+    ``<checkpoint_dir>/seed_<seed>``, so an interrupted study reruns only the unfinished seeds.
     """
     seeds = list(seeds)
     trainer = experiment.build()

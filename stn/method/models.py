@@ -6,14 +6,8 @@ import math
 
 import tensorflow as tf
 
-from stn.checks import check_choice, is_positive_int
-from stn.layers import (
-    Conv2D,
-    Dense,
-    HyperConv2D,
-    HyperDense,
-    per_example_dropout,
-)
+from stn.method.layers import Conv2D, Dense, HyperConv2D, HyperDense, per_example_dropout
+from stn.util.checks import check_choice, is_positive_int
 
 ACTIVATIONS = {"relu": tf.nn.relu, "leaky_relu": tf.nn.leaky_relu, "tanh": tf.math.tanh}
 

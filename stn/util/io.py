@@ -44,8 +44,8 @@ def write_json(path: str | os.PathLike, data: object) -> Path:
 
 def write_results_json(path: str | os.PathLike, data: dict) -> Path:
     """Write a results file: ``data`` as JSON, stamped with the environment that computed it
-    (``stn.environment.record``) under the key ``environment``."""
-    from stn.environment import record
+    (``stn.tooling.environment.record``) under the key ``environment``."""
+    from stn.tooling.environment import record
 
     return write_json(path, {**data, "environment": record()})
 

@@ -1,8 +1,9 @@
 """The project's benchmark: cost per cycle of each way of running Algorithm 1 on the toy.
 
 Modes, all measured in one process on the same machine: the design document's eager loop
-(``stn.reference``), one compiled cycle per call, and compiled chunks of K cycles with and without
-XLA. Times are medians over repeated runs, in µs per cycle (2 weight + 2 hyper steps + evaluation).
+(``stn.experiments.reference``), one compiled cycle per call, and compiled chunks of K cycles with
+and without XLA. Times are medians over repeated runs, in µs per cycle (2 weight + 2 hyper steps
++ evaluation).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import time
 
 import numpy as np
 
-from stn.experiments import ToyExperiment
-from stn.reference import design_doc_loop
+from stn.experiments.reference import design_doc_loop
+from stn.experiments.toy import ToyExperiment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +143,7 @@ def full_run_memory(cycles: int = 10000) -> dict[str, float]:
     (917-1016 MiB for the same run on one machine); the part above the baseline is what this
     code allocates, and is what a memory claim should bound."""
     out = subprocess.run(
-        [sys.executable, "-m", "stn.benchmark", "full-run", str(cycles)],
+        [sys.executable, "-m", "stn.experiments.benchmark", "full-run", str(cycles)],
         capture_output=True,
         text=True,
         check=True,
@@ -164,7 +165,7 @@ def peak_rss_mib() -> float:
 
 
 def _full_run(cycles: int) -> None:
-    from stn.experiments import variant
+    from stn.experiments.toy import variant
 
     baseline_mib = peak_rss_mib()  # TensorFlow and stn imported, nothing built
     exp = variant("default", max_cycles=cycles, target=None)
@@ -190,4 +191,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "full-run":
         _full_run(int(sys.argv[2]))
     else:
-        sys.exit("usage: python -m stn.benchmark full-run CYCLES")
+        sys.exit("usage: python -m stn.experiments.benchmark full-run CYCLES")

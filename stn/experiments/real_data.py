@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from scipy import stats
 
-from stn.baselines import (
+from stn.experiments.baselines import (
     DEFAULT_STORAGE,
     FixedTrainer,
     SearchResult,
@@ -30,11 +30,17 @@ from stn.baselines import (
     search,
     tpe_search,
 )
-from stn.checks import check_choice
-from stn.data import ClassificationTask, ImageDataset, classification_specs, load_dataset
-from stn.io import write_atomic, write_results_json
-from stn.models import HyperCNN, HyperMLP
-from stn.training import STN, STNConfig, Trajectory
+from stn.method.models import HyperCNN, HyperMLP
+from stn.method.stn import STN, STNConfig
+from stn.tasks.classification import (
+    ClassificationTask,
+    ImageDataset,
+    classification_specs,
+    load_dataset,
+)
+from stn.training.record import Trajectory
+from stn.util.checks import check_choice
+from stn.util.io import write_atomic, write_results_json
 
 MODELS = {"mlp": HyperMLP, "cnn": HyperCNN}
 SEARCHES = ("grid", "random", "tpe")
@@ -131,7 +137,7 @@ class RealDataExperiment:
     hyper_lr: float = 3e-3
     scale_lr: float = 3e-3
     entropy_weight: float = 1e-3
-    initial_scale: float = 0.5
+    scale_init: float = 0.5
     warmup_steps: int = 600
     stn_cycles: int = 1800
     train_steps: int = 2
@@ -198,7 +204,7 @@ class RealDataExperiment:
         data = self.data(seed)
         model_cls = MODELS[self.model]
         probe = model_cls(1, tf.random.Generator.from_seed(0), input_shape=data.input_shape)
-        specs = classification_specs(probe.n_dropout, scale=self.initial_scale)
+        specs = classification_specs(probe.n_dropout, scale=self.scale_init)
         task = ClassificationTask(
             data, [s.name for s in specs], self.batch_size, self.valid_batch_size
         )

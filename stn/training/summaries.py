@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
-from stn.checks import is_positive_int
-
-if TYPE_CHECKING:
-    from stn.training import STNConfig
+from stn.method.stn import STNConfig
+from stn.training.record import RunState
+from stn.util.checks import is_positive_int
 
 
 class SummaryLog:
@@ -78,6 +76,12 @@ class SummaryLog:
         tf.summary.scalar("loss/valid_objective", hyper_loss, step=step)
         for j, name in enumerate(self.metric_names):
             tf.summary.scalar(f"metrics/{name}", metrics[j], step=step)
+
+    def start(self, trainer: object, state: RunState) -> None:
+        """Nothing to do before the first chunk: the writer is open."""
+
+    def chunk(self, trainer: object, state: RunState, part: dict[str, np.ndarray]) -> None:
+        self.write(part, offset=state.done - part["done"])
 
     def close(self) -> None:
         self.writer.close()

@@ -3,8 +3,8 @@
 Each generated block of README.md sits between ``<!-- results:NAME -->`` and
 ``<!-- /results:NAME -->``; :data:`SECTIONS` renders NAME from ``figures/*.json``::
 
-    python -m stn.readme            # rewrite the blocks of README.md (make readme)
-    python -m stn.readme --check    # exit 1 if README.md differs from what the results give
+    python -m stn.tooling.readme            # rewrite the blocks of README.md (make readme)
+    python -m stn.tooling.readme --check    # exit 1 if README.md differs from what the results give
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from stn.io import write_atomic
+from stn.util.io import write_atomic
 
 Results = Callable[[str], dict]
 
@@ -44,8 +44,8 @@ def glance(results: Results) -> str:
     return "\n".join(
         [
             f"- **Toy problem, default variant** ({default}): succeeds on {rate(default)} "
-            f"held-out seeds, against {rate('design doc')} for the design document's variant and "
-            f"{rate('paper')} for the paper's hypernetwork.",
+            f"held-out seeds, against {rate('per-layer scale')} for the design document's "
+            f"per-layer scale and {rate('per-unit scale')} for the paper's per-unit scale.",
             f"- **Speed:** {speed['modes'][fastest]['us_per_cycle']:.0f} µs per cycle in "
             f"compiled chunks ({fastest}), against {eager / 1000:.0f} ms for the design "
             f"document's eager loop in the same run ({speed['modes'][fastest]['speedup']:.0f}×). "
@@ -75,7 +75,7 @@ def speed_table(results: Results) -> str:
 
 def real_data_table(results: Results) -> str:
     """The real-data table (mean ± sd over seeds), as the notebook writes it."""
-    from stn.comparison import markdown_table
+    from stn.experiments.real_data import markdown_table
 
     return markdown_table(results("real_data.json")["table"]).rstrip("\n")
 

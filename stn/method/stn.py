@@ -1,0 +1,235 @@
+"""Algorithm 1 of MacKay et al. (2019): the state of a self-tuning network and its steps.
+
+One *cycle* is ``train_steps`` weight steps (training loss at λ + ε, updating φ) followed by
+``valid_steps`` hyperparameter steps (validation loss at λ + ε minus τ·entropy, updating λ and the
+perturbation scale s). What the hypernetwork reads and how a weight step splits φ are strategy
+objects (:mod:`stn.method.variants`). The compiled loop that runs cycles and records them is
+:class:`stn.training.loop.Trainer`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import tensorflow as tf
+
+from stn.method.hyperparameters import DTYPE, Hyperparameters, HyperparameterSpec
+from stn.method.models import HyperModel
+from stn.method.optimizers import OPTIMIZERS, FusedOptimizer, make_optimizer
+from stn.method.variants import HYPERNET_INPUTS, WEIGHT_STEPS
+from stn.util.checks import check_choice, is_count, is_positive_int
+
+Batch = tuple[tf.Tensor, ...]
+
+
+class Task(Protocol):
+    """What Algorithm 1 needs from a problem: data, the two losses, and an evaluation."""
+
+    #: name of the evaluation metric compared with ``STNConfig.target``
+    stop_metric: str
+
+    def train_batch(self, generator: tf.random.Generator) -> Batch: ...
+
+    def valid_batch(self, generator: tf.random.Generator) -> Batch: ...
+
+    def train_loss(
+        self,
+        model: HyperModel,
+        batch: Batch,
+        hnet_input: tf.Tensor,
+        values: tf.Tensor,
+        generator: tf.random.Generator,
+    ) -> tf.Tensor:
+        """Training loss f with the constrained hyperparameter ``values`` [batch, H] applied
+        (augmentation, dropout, data generation) and the network reading ``hnet_input``."""
+        ...
+
+    def valid_loss(self, model: HyperModel, batch: Batch, hnet_input: tf.Tensor) -> tf.Tensor:
+        """Validation loss F: no regularisation, λ reaches it only through the network."""
+        ...
+
+    def evaluate(
+        self, model: HyperModel, hnet_input: Callable[[tf.Tensor | int], tf.Tensor]
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """Scalar metrics and a snapshot (e.g. predictions on a grid) at the unperturbed λ;
+        ``hnet_input(n)`` gives the network input for n examples."""
+        ...
+
+
+@dataclass(frozen=True)
+class STNConfig:
+    """The knobs of Algorithm 1. Defaults are the design document's toy settings."""
+
+    warmup_steps: int = 5
+    train_steps: int = 2
+    valid_steps: int = 2
+    max_cycles: int = 10000
+    target: float | None = 0.05
+    weight_optimizer: str = "adam"
+    weight_lr: float = 0.01
+    hyper_optimizer: str = "adam"
+    hyper_lr: float = 0.003
+    scale_optimizer: str = "adam"
+    scale_lr: float = 0.003
+    entropy_weight: float = 1e-3
+    hypernet_input: str = "plain"  # what the hypernetwork reads: "plain" or "centered"
+    weight_step: str = "joint"  # how φ is updated: "joint", "split" or "delta"
+    chunk_cycles: int = 1000
+    eval_every: int = 1
+    snapshot_every: int = 200
+    jit_compile: bool = True
+
+    def __post_init__(self) -> None:
+        positive = ("train_steps", "valid_steps", "max_cycles", "chunk_cycles")
+        positive += ("eval_every", "snapshot_every")
+        for name in positive:
+            value = getattr(self, name)
+            if not is_positive_int(value):
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        if not is_count(self.warmup_steps):
+            raise ValueError(f"warmup_steps={self.warmup_steps!r} must be an integer >= 0")
+        for name in ("weight_lr", "hyper_lr", "scale_lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value!r} must be a positive finite number")
+        if not (math.isfinite(self.entropy_weight) and self.entropy_weight >= 0):
+            raise ValueError(f"entropy_weight={self.entropy_weight!r} must be >= 0")
+        if self.target is not None and not self.target > 0:
+            raise ValueError(f"target={self.target!r} must be positive or None (no early stop)")
+        for name in ("weight_optimizer", "hyper_optimizer", "scale_optimizer"):
+            check_choice(name, getattr(self, name), OPTIMIZERS)
+        check_choice("hypernet_input", self.hypernet_input, tuple(HYPERNET_INPUTS))
+        check_choice("weight_step", self.weight_step, tuple(WEIGHT_STEPS))
+        if self.snapshot_every % self.eval_every:
+            raise ValueError(
+                f"snapshot_every={self.snapshot_every} must be a multiple of "
+                f"eval_every={self.eval_every}: snapshots are taken at evaluations"
+            )
+        for name in ("eval_every", "snapshot_every"):
+            if self.chunk_cycles % getattr(self, name):
+                raise ValueError(
+                    f"{name}={getattr(self, name)} must divide chunk_cycles={self.chunk_cycles}"
+                )
+        if self.weight_step != "joint" and self.hypernet_input != "centered":
+            raise ValueError(
+                f"weight_step={self.weight_step!r} needs hypernet_input='centered': it trains "
+                "the general weights at hypernetwork input 0"
+            )
+
+
+class STN(tf.Module):
+    """A self-tuning network: hyperparameters, hypermodel, optimizers and the steps of
+    Algorithm 1. ``model_fn(n_hyper, generator)`` builds the hypermodel; ``reset(seed)``
+    re-initialises every variable in place, so many seeds share one compiled graph."""
+
+    def __init__(
+        self,
+        task: Task,
+        specs: Sequence[HyperparameterSpec],
+        model_fn: Callable[[int, tf.random.Generator], HyperModel],
+        config: STNConfig = STNConfig(),
+        seed: int = 0,
+    ):
+        super().__init__(name="stn")
+        self.task, self.config, self.model_fn, self.seed = task, config, model_fn, seed
+        self.hyperparameters = Hyperparameters(specs)
+        self.model = model_fn(self.hyperparameters.size, init_generator(seed))
+        self.generator = tf.random.Generator.from_seed(train_seed(seed))
+        self.hypernet_input = HYPERNET_INPUTS[config.hypernet_input]()
+        self.weight_update = WEIGHT_STEPS[config.weight_step](
+            lambda: make_optimizer(config.weight_optimizer, config.weight_lr)
+        )
+        self.hyper_optimizer = make_optimizer(config.hyper_optimizer, config.hyper_lr)
+        self.scale_optimizer = make_optimizer(config.scale_optimizer, config.scale_lr)
+        self.weight_update.build(self)
+        self.hyper_optimizer.build([self.hyperparameters.unconstrained])
+        self.scale_optimizer.build([self.hyperparameters.scale])
+        self._optimizer_init = [(v, v.numpy()) for opt in self.optimizers for v in opt.variables]
+
+    @property
+    def optimizers(self) -> tuple[FusedOptimizer, ...]:
+        return (*self.weight_update.optimizers, self.hyper_optimizer, self.scale_optimizer)
+
+    def reset(self, seed: int) -> None:
+        """Start over from ``seed``: fresh weights, hyperparameters, optimizers and noise."""
+        self.seed = seed
+        fresh_hp = Hyperparameters(self.hyperparameters.specs)
+        fresh = self.model_fn(self.hyperparameters.size, init_generator(seed))
+        for old, new in zip(self.model.weights, fresh.weights, strict=True):
+            old.assign(new)
+        self.hyperparameters.unconstrained.assign(fresh_hp.unconstrained)
+        self.hyperparameters.scale.assign(fresh_hp.scale)
+        for var, value in self._optimizer_init:
+            var.assign(value)
+        self.generator.reset_from_seed(train_seed(seed))
+
+    # -- the pieces a step is made of -------------------------------------------------------------
+
+    def network_input(self, perturbed: tf.Tensor) -> tf.Tensor:
+        """What the hypernetwork reads for perturbed (unconstrained) hyperparameters."""
+        return self.hypernet_input.perturbed(perturbed, self.hyperparameters.unconstrained)
+
+    def eval_input(self, n: tf.Tensor | int) -> tf.Tensor:
+        """What the hypernetwork reads for ``n`` examples at the unperturbed λ."""
+        return self.hypernet_input.exact(self.hyperparameters.exact(n))
+
+    def train_batch(self) -> tuple[Batch, tf.Tensor]:
+        """A training batch and one perturbed λ + ε per example."""
+        batch = self.task.train_batch(self.generator)
+        return batch, self.hyperparameters.sample(tf.shape(batch[0])[0], self.generator)
+
+    def train_loss(
+        self, batch: Batch, hnet_input: tf.Tensor, unconstrained: tf.Tensor, model=None
+    ) -> tf.Tensor:
+        """f: the training loss with the hyperparameters ``unconstrained`` applied."""
+        model = self.model if model is None else model
+        values = self.hyperparameters.constrain(unconstrained)
+        return self.task.train_loss(model, batch, hnet_input, values, self.generator)
+
+    # -- Algorithm 1 ------------------------------------------------------------------------------
+
+    @tf.autograph.experimental.do_not_convert  # straight-line code: skip AutoGraph's transpiler
+    def weight_step(self) -> tf.Tensor:
+        """φ ← φ − α1 ∂f(λ + ε, ŵ_φ(λ + ε))/∂φ, as the weight-step strategy splits φ."""
+        return self.weight_update(self)
+
+    @tf.autograph.experimental.do_not_convert
+    def hyper_step(self) -> tf.Tensor:
+        """λ, s ← descend F(λ + ε, ŵ_φ(λ + ε)) − τ·H[p(ε | s)]."""
+        task, hp = self.task, self.hyperparameters
+        batch = task.valid_batch(self.generator)
+        noise = self.generator.normal([tf.shape(batch[0])[0], hp.size], dtype=DTYPE)
+        with tf.GradientTape() as tape:
+            loss = task.valid_loss(self.model, batch, self.network_input(hp.perturbed(noise)))
+            objective = loss - self.config.entropy_weight * hp.entropy()
+        grad_lambda, grad_scale = tape.gradient(objective, [hp.unconstrained, hp.scale])
+        self.hyper_optimizer.apply_gradients([(grad_lambda, hp.unconstrained)])
+        self.scale_optimizer.apply_gradients([(grad_scale, hp.scale)])
+        return objective
+
+    @tf.autograph.experimental.do_not_convert
+    def cycle(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """One cycle: T_train weight steps, then T_valid hyperparameter steps (unrolled)."""
+        for _ in range(self.config.train_steps):
+            weight_loss = self.weight_step()
+        for _ in range(self.config.valid_steps):
+            hyper_objective = self.hyper_step()
+        return weight_loss, hyper_objective
+
+    @tf.autograph.experimental.do_not_convert
+    def evaluate(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """The task's metrics and snapshot at the unperturbed λ."""
+        return self.task.evaluate(self.model, self.eval_input)
+
+
+def init_generator(seed: int) -> tf.random.Generator:
+    """The generator that initialises the weights of a run with ``seed``."""
+    return tf.random.Generator.from_seed(2 * seed)
+
+
+def train_seed(seed: int) -> int:
+    """The seed of the random stream that a run with ``seed`` trains on."""
+    return 2 * seed + 1

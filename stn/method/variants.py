@@ -1,0 +1,151 @@
+"""The variants of Algorithm 1 as small strategy objects that :class:`stn.method.stn.STN` holds.
+
+*What the hypernetwork reads* (``STNConfig.hypernet_input``):
+
+* ``plain`` (STN, MacKay et al. 2019): the perturbed hyperparameters λ + ε, and λ at evaluation;
+* ``centered`` (Delta-STN, Bae & Grosse 2020): (λ + ε) − stop_gradient(λ), and 0 at evaluation,
+  so predictions at λ use the elementary ("general") weights alone.
+
+*How a weight step updates φ* (``STNConfig.weight_step``):
+
+* ``joint``: every weight on the training loss at λ + ε (Algorithm 1);
+* ``split``: one gradient tape, one update: the elementary weights on the loss at λ, the hyper
+  ("response") weights on the loss at λ + ε;
+* ``delta``: Delta-STN as published: first the elementary weights on the loss at λ with their own
+  optimizer, then the response weights with a second optimizer on the loss of the *linearized*
+  prediction f(x, ŵ(λ)) + J·((λ + ε) − λ), a forward-mode Jacobian-vector product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import tensorflow as tf
+
+from stn.method.hyperparameters import Hyperparameters
+from stn.method.models import HyperModel
+from stn.method.optimizers import FusedOptimizer
+
+OptimizerFactory = Callable[[], FusedOptimizer]
+Batch = tuple[tf.Tensor, ...]
+
+
+class STN(Protocol):
+    """What a weight step needs of the self-tuning network (:class:`stn.method.stn.STN`)."""
+
+    model: HyperModel
+    hyperparameters: Hyperparameters
+
+    def train_batch(self) -> tuple[Batch, tf.Tensor]: ...
+
+    def network_input(self, perturbed: tf.Tensor) -> tf.Tensor: ...
+
+    def train_loss(
+        self, batch: Batch, hnet_input: tf.Tensor, unconstrained: tf.Tensor, model=None
+    ) -> tf.Tensor: ...
+
+
+class PlainInput:
+    """The hypernetwork reads λ + ε while training and λ at evaluation."""
+
+    def perturbed(self, perturbed: tf.Tensor, unconstrained: tf.Variable) -> tf.Tensor:
+        return perturbed
+
+    def exact(self, exact: tf.Tensor) -> tf.Tensor:
+        return exact
+
+
+class CenteredInput:
+    """The hypernetwork reads the perturbation (λ + ε) − sg(λ), and 0 at evaluation."""
+
+    def perturbed(self, perturbed: tf.Tensor, unconstrained: tf.Variable) -> tf.Tensor:
+        return perturbed - tf.stop_gradient(unconstrained)
+
+    def exact(self, exact: tf.Tensor) -> tf.Tensor:
+        return tf.zeros_like(exact)
+
+
+HYPERNET_INPUTS = {"plain": PlainInput, "centered": CenteredInput}
+
+
+class JointStep:
+    """φ ← φ − α1 ∂f(λ + ε, ŵ_φ(λ + ε))/∂φ for every weight at once."""
+
+    def __init__(self, make_optimizer: OptimizerFactory):
+        self.optimizers = (make_optimizer(),)
+
+    def build(self, stn: STN) -> None:
+        self.optimizers[0].build(list(stn.model.weights))
+
+    def __call__(self, stn: STN) -> tf.Tensor:
+        batch, perturbed = stn.train_batch()
+        with tf.GradientTape() as tape:
+            loss = stn.train_loss(batch, stn.network_input(perturbed), perturbed)
+        variables = list(stn.model.weights)
+        grads = tape.gradient(loss, variables)
+        self.optimizers[0].apply_gradients(zip(grads, variables, strict=True))
+        return loss
+
+
+class SplitStep(JointStep):
+    """Elementary weights on the loss at λ, hyper weights on the loss at λ + ε, in one update
+    (both losses on one tape, before either group moves)."""
+
+    def __call__(self, stn: STN) -> tf.Tensor:
+        batch, perturbed = stn.train_batch()
+        exact = stn.hyperparameters.exact(tf.shape(batch[0])[0])
+        with tf.GradientTape(persistent=True) as tape:
+            loss = stn.train_loss(batch, stn.network_input(perturbed), perturbed)
+            general_loss = stn.train_loss(batch, tf.zeros_like(exact), exact)
+        general, response = list(stn.model.elementary_weights), list(stn.model.hyper_weights)
+        grads = tape.gradient(general_loss, general) + tape.gradient(loss, response)
+        self.optimizers[0].apply_gradients(zip(grads, general + response, strict=True))
+        return loss
+
+
+class LinearizedModel:
+    """``model`` with its output linearized in the hypernetwork input around ``origin``:
+    f(x, origin) + J_f(x, origin)·``direction``, by forward-mode autodiff in the same pass (so
+    dropout masks and other draws are shared between the value and its derivative)."""
+
+    def __init__(self, model: tf.Module, direction: tf.Tensor):
+        self.model, self.direction = model, direction
+
+    def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor, *args, **kwargs) -> tf.Tensor:
+        with tf.autodiff.ForwardAccumulator(hnet_input, self.direction) as accumulator:
+            output = self.model(x, hnet_input, *args, **kwargs)
+        return output + accumulator.jvp(output, unconnected_gradients="zero")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.model, name)
+
+
+class DeltaStep:
+    """Delta-STN's published weight step: general weights at λ, then response weights on the
+    linearized prediction at λ + ε, each group with its own optimizer."""
+
+    def __init__(self, make_optimizer: OptimizerFactory):
+        self.optimizers = (make_optimizer(), make_optimizer())
+
+    def build(self, stn: STN) -> None:
+        self.optimizers[0].build(list(stn.model.elementary_weights))
+        self.optimizers[1].build(list(stn.model.hyper_weights))
+
+    def __call__(self, stn: STN) -> tf.Tensor:
+        general, response = list(stn.model.elementary_weights), list(stn.model.hyper_weights)
+        batch, perturbed = stn.train_batch()
+        exact = stn.hyperparameters.exact(tf.shape(batch[0])[0])
+        with tf.GradientTape() as tape:
+            general_loss = stn.train_loss(batch, tf.zeros_like(exact), exact)
+        grads = tape.gradient(general_loss, general)
+        self.optimizers[0].apply_gradients(zip(grads, general, strict=True))
+        linearized = LinearizedModel(stn.model, stn.network_input(perturbed))
+        with tf.GradientTape() as tape:
+            loss = stn.train_loss(batch, tf.zeros_like(exact), perturbed, model=linearized)
+        grads = tape.gradient(loss, response)
+        self.optimizers[1].apply_gradients(zip(grads, response, strict=True))
+        return loss
+
+
+WEIGHT_STEPS = {"joint": JointStep, "split": SplitStep, "delta": DeltaStep}

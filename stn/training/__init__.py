@@ -1,0 +1,1 @@
+"""Training machinery: the compiled loop, the run record, checkpoints, summaries, progress."""

@@ -1,0 +1,222 @@
+"""The compiled loop that runs an :class:`~stn.method.stn.STN`'s cycles and records them.
+
+``chunk_cycles`` cycles run inside one ``tf.function`` (a ``tf.range`` loop, XLA-compiled by
+default) that records the trajectories in ``TensorArray``s and stops in-graph at the target, so a
+seed gives the same run whatever the chunking. Between chunks, callbacks see what the chunk
+recorded: checkpoints (:mod:`stn.training.checkpoints`), TensorBoard summaries
+(:mod:`stn.training.summaries`) and the progress bar plug in there.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Protocol
+
+import numpy as np
+import tensorflow as tf
+
+from stn.method.hyperparameters import DTYPE
+from stn.method.stn import STN
+from stn.training.checkpoints import RunCheckpoint
+from stn.training.progress import ProgressBar
+from stn.training.record import DivergenceError, RunState, Trajectory, trim
+from stn.training.summaries import SummaryLog
+from stn.util.checks import is_positive_int
+
+
+class Callback(Protocol):
+    """Plugs into :meth:`Trainer.run`: ``start`` before the first chunk (it may restore the
+    state), ``chunk`` after each chunk with what it recorded, ``close`` at the end, always."""
+
+    def start(self, trainer: Trainer, state: RunState) -> None: ...
+
+    def chunk(self, trainer: Trainer, state: RunState, part: dict[str, np.ndarray]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Trainer:
+    """Runs ``stn`` in compiled chunks of cycles, one trace for every chunk and every seed."""
+
+    def __init__(self, stn: STN):
+        self.stn, self.config = stn, stn.config
+        metrics, snapshot = stn.evaluate()  # eagerly, once: the recorded names and shapes
+        self.metric_names = tuple(sorted(metrics))
+        self._snapshot_shape = tuple(snapshot.shape)
+        self.trace_count = 0
+        self.compile_seconds = 0.0
+        self._chunk = tf.function(
+            self._run_chunk,
+            input_signature=[tf.TensorSpec([], tf.int32)] * 2,
+            jit_compile=self.config.jit_compile,
+        )
+
+    @property
+    def model(self):
+        return self.stn.model
+
+    @property
+    def hyperparameters(self):
+        return self.stn.hyperparameters
+
+    def reset(self, seed: int) -> None:
+        """Start over from ``seed`` (see :meth:`STN.reset`); the compiled chunk is kept."""
+        self.stn.reset(seed)
+
+    def _run_chunk(self, n_cycles: tf.Tensor, n_warmup: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``n_warmup`` weight steps, then up to ``n_cycles`` (≤ chunk_cycles) cycles in-graph,
+        stopping early at the target. The loop always has ``chunk_cycles`` iterations at most,
+        so XLA compiles one program whatever ``n_cycles`` is."""
+        self.trace_count += 1  # Python side effect: runs once per trace
+        cfg, stn, hp = self.config, self.stn, self.stn.hyperparameters
+        size, metric_names = cfg.chunk_cycles, self.metric_names
+
+        def array(n: int, shape: Sequence[int]) -> tf.TensorArray:
+            return tf.TensorArray(DTYPE, size=n, element_shape=shape)
+
+        values, stddev = array(size, [hp.size]), array(size, [hp.size])
+        wloss, hloss = array(size, []), array(size, [])
+        metrics = array(size // cfg.eval_every, [len(metric_names)])
+        snapshots = array(size // cfg.snapshot_every, self._snapshot_shape)
+        done, stop = tf.constant(0, tf.int32), tf.constant(False)
+        stop_value = tf.constant(np.inf, DTYPE)
+        for j in tf.range(cfg.warmup_steps):  # static bound: XLA specialises on loop bounds
+            if j >= n_warmup:
+                break
+            stn.weight_step()
+        for i in tf.range(size):
+            if i >= n_cycles:
+                break
+            w, h = stn.cycle()
+            values, stddev = values.write(i, hp.values()), stddev.write(i, hp.stddev())
+            wloss, hloss = wloss.write(i, w), hloss.write(i, h)
+            if cfg.eval_every == 1 or (i + 1) % cfg.eval_every == 0:
+                m, snap = stn.evaluate()
+                metrics = metrics.write(i // cfg.eval_every, tf.stack([m[k] for k in metric_names]))
+                stop_value = m[stn.task.stop_metric]
+                if (i + 1) % cfg.snapshot_every == 0:
+                    snapshots = snapshots.write(i // cfg.snapshot_every, snap)
+            done = i + 1
+            if cfg.target is not None:
+                stop = stop_value < cfg.target
+            if stop:
+                break
+        out = {"done": done, "stop": stop, "values": values.stack(), "stddev": stddev.stack()}
+        out.update(weight_loss=wloss.stack(), hyper_loss=hloss.stack())
+        out.update(metrics=metrics.stack(), snapshots=snapshots.stack())
+        checked = [out[k] for k in ("values", "stddev", "weight_loss", "hyper_loss", "metrics")]
+        checked += list(stn.model.weights)  # unwritten rows stack as zeros: finite
+        out["finite"] = tf.reduce_all([tf.reduce_all(tf.math.is_finite(x)) for x in checked])
+        return out
+
+    def run(
+        self,
+        max_cycles: int | None = None,
+        progress: bool = False,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        log_dir: str | os.PathLike | None = None,
+        log_every: int | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> Trajectory:
+        """Warm up, then run chunks of cycles until the target or ``max_cycles`` is reached.
+
+        Continues from the current state; call ``reset(seed)`` first for a fresh run. The
+        keyword arguments add the standard callbacks: ``checkpoint_dir`` saves the state every
+        ``checkpoint_every`` cycles (default: every chunk) and at the end, and resumes from a
+        checkpoint found there; ``log_dir`` writes TensorBoard summaries every ``log_every``
+        cycles; ``progress`` shows a bar. A NaN or infinite loss, hyperparameter, scale, metric
+        or weight raises :class:`DivergenceError` at the end of the chunk it appeared in.
+        """
+        total = self.config.max_cycles if max_cycles is None else max_cycles
+        if not is_positive_int(total):
+            raise ValueError(f"max_cycles={total!r} must be a positive integer")
+        names, standard = self.stn.hyperparameters.names, []
+        if checkpoint_dir is not None:
+            standard.append(RunCheckpoint(self.stn, checkpoint_dir, checkpoint_every))
+        if log_dir is not None:
+            summaries = SummaryLog(log_dir, names, self.metric_names, self.config, log_every)
+            standard.append(summaries)
+        standard.append(ProgressBar(progress, names, self.metric_names))
+        callbacks = [*standard, *callbacks]
+        state = RunState(total)
+        self.compile_seconds = 0.0  # this run's: nonzero only if one of its chunks traced
+        try:
+            for callback in callbacks:
+                callback.start(self, state)
+            while state.done < total and not state.stopped:
+                part = self._next_chunk(state)
+                state.parts.append(part)
+                state.done, state.stopped = state.done + part["done"], part["stop"]
+                for callback in callbacks:
+                    callback.chunk(self, state, part)
+        finally:
+            for callback in callbacks:
+                callback.close()
+        return self._trajectory(state.merged(), state.seconds(), state.stopped)
+
+    def _next_chunk(self, state: RunState) -> dict[str, np.ndarray]:
+        """Run one chunk; its output trimmed to the cycles it ran."""
+        n = min(self.config.chunk_cycles, state.total - state.done)
+        t0, traces = time.perf_counter(), self.trace_count
+        warmup = 0 if state.done else self.config.warmup_steps
+        out = self._chunk(tf.constant(n, tf.int32), tf.constant(warmup, tf.int32))
+        out = {k: v.numpy() for k, v in out.items()}
+        if self.trace_count > traces:  # traced and compiled in this call
+            self.compile_seconds += time.perf_counter() - t0
+        part = trim(out, self.config)
+        if not out["finite"]:
+            raise self._divergence(part, offset=state.done)
+        return part
+
+    def _divergence(self, part: dict[str, np.ndarray], offset: int) -> DivergenceError:
+        """The error at the first cycle of the chunk where a recorded quantity is NaN or
+        infinite, naming every such quantity; else naming the weights that are not finite."""
+        names, eval_every = self.stn.hyperparameters.names, self.config.eval_every
+        recorded = [("training loss", part["weight_loss"], 1)]
+        recorded.append(("validation objective", part["hyper_loss"], 1))
+        for j, n in enumerate(names):
+            recorded.append((f"hyperparameter {n}", part["values"][:, j], 1))
+            recorded.append((f"perturbation scale of {n}", part["stddev"][:, j], 1))
+        for j, n in enumerate(self.metric_names):
+            recorded.append((f"metric {n}", part["metrics"][:, j], eval_every))
+        bad: dict[int, dict[str, float]] = {}
+        for quantity, series, every in recorded:
+            rows = np.flatnonzero(~np.isfinite(series))
+            if rows.size:
+                cycle = offset + (int(rows[0]) + 1) * every
+                bad.setdefault(cycle, {})[quantity] = float(series[rows[0]])
+        if bad:
+            return DivergenceError(min(bad), bad[min(bad)])
+        model, weights = self.stn.model, {}
+        for group, variables in (
+            ("elementary weight", model.elementary_weights),
+            ("hyper weight", model.hyper_weights),
+        ):
+            for var in variables:
+                value = var.numpy()
+                if not np.isfinite(value).all():
+                    weights[f"{group} {var.name}"] = float(value[~np.isfinite(value)][0])
+        return DivergenceError(offset + part["done"], weights)
+
+    def _trajectory(
+        self, merged: dict[str, np.ndarray], seconds: float, stopped: bool
+    ) -> Trajectory:
+        cfg, done, metrics = self.config, merged["done"], merged["metrics"]
+        return Trajectory(
+            names=self.stn.hyperparameters.names,
+            values=merged["values"],
+            stddev=merged["stddev"],
+            weight_loss=merged["weight_loss"],
+            hyper_loss=merged["hyper_loss"],
+            metrics={n: metrics[:, j] for j, n in enumerate(self.metric_names)},
+            eval_cycles=np.arange(cfg.eval_every, done + 1, cfg.eval_every),
+            snapshots=merged["snapshots"],
+            snapshot_cycles=np.arange(cfg.snapshot_every, done + 1, cfg.snapshot_every),
+            seconds=seconds,
+            stopped=stopped,
+            extra={"config": asdict(cfg), "compile_seconds": self.compile_seconds},
+        )

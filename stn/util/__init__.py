@@ -1,0 +1,1 @@
+"""Helpers every layer may use: argument checks, atomic writes, the entry points' XLA setting."""
