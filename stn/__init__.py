@@ -10,10 +10,17 @@ _FLAG = "--xla_cpu_use_fusion_emitters"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}=false".strip()
 
-from stn.data import ClassificationTask, ToyTask, load_dataset, x_range_spec  # noqa: E402
+from stn.data import (  # noqa: E402
+    ClassificationTask,
+    ToyTask,
+    classification_specs,
+    load_dataset,
+    weight_decay_spec,
+    x_range_spec,
+)
 from stn.hyperparameters import Hyperparameters, HyperparameterSpec  # noqa: E402
-from stn.layers import HyperConv2D, HyperDense  # noqa: E402
-from stn.models import HyperCNN, HyperMLP, ToyHyperNet  # noqa: E402
+from stn.layers import HyperConv2D, HyperDense, per_example_dropout  # noqa: E402
+from stn.models import HyperCNN, HyperMLP, HyperModel, ToyHyperNet  # noqa: E402
 from stn.training import STN, STNConfig, Trajectory  # noqa: E402
 
 __all__ = [
@@ -23,12 +30,16 @@ __all__ = [
     "HyperConv2D",
     "HyperDense",
     "HyperMLP",
+    "HyperModel",
     "HyperparameterSpec",
     "Hyperparameters",
     "STNConfig",
     "ToyHyperNet",
     "ToyTask",
     "Trajectory",
+    "classification_specs",
     "load_dataset",
+    "per_example_dropout",
+    "weight_decay_spec",
     "x_range_spec",
 ]
