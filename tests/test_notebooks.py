@@ -26,7 +26,7 @@ from stn.notebooks import (
 )
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
-NAMES = ("toy_stn", "benchmark", "robustness", "real_data")
+NAMES = ("toy_stn", "benchmark", "robustness", "real_data", "your_model")
 TOY = NOTEBOOKS / "toy_stn.ipynb"
 
 
@@ -193,6 +193,12 @@ def test_validation_cell_follows_the_parameters_cell_and_passes_the_defaults(nam
             {"dataset": "svhn"},
             r"dataset='svhn' is not a valid choice; allowed: 'digits', 'mnist'",
         ),
+        (
+            "your_model",
+            {"initial_weight_decay": 0.0},
+            r"initial_weight_decay=0.0 is out of range; allowed: > 0.0 and < 0.01$",
+        ),
+        ("your_model", {"cycles": 30}, r"cycles=30 is not allowed; it must be a multiple of 2 \* "),
     ],
 )
 def test_validation_cell_refuses(name, overrides, message):
