@@ -154,9 +154,12 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: | $(STAMP) ## Open the notebooks in JupyterLab (LAB_OPTIONS="--no-browser --port 8899" to set it up)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(LAB_OPTIONS)
 
+# One self-contained page per executed notebook (nbconvert): its figures are embedded.
+HTML ?= build/html
+
 .PHONY: html
-html: | $(STAMP) ## Render the executed notebooks to static HTML in build/html, for offline reading
-	$(VENV)/bin/jupyter nbconvert --to html --output-dir build/html $(EXECUTED)/*.ipynb
+html: | $(STAMP) ## Render the executed notebooks to static HTML in build/html (figures embedded), for offline reading
+	$(PYTHON) -m stn.html $(HTML) $(EXECUTED)/*.ipynb
 
 ## Checks ------------------------------------------------------------------------------------
 .PHONY: test
