@@ -67,12 +67,14 @@ real_data_parameters := -p seeds "[0, 1, 2]" -p warmup_steps 600 -p stn_cycles 1
 	-p trial_steps 6000 -p n_trials 27 -p eval_every 75
 real_data_cnn_parameters := -p model cnn -p seeds "[0]" -p warmup_steps 150 -p stn_cycles 450 \
 	-p trial_steps 1500 -p n_trials 8 -p eval_every 75
+# The guide runs at its defaults (a minute): the scale nbval checks is the one readers see.
+your_model_parameters :=
 PARAMETERS = $($(1)_parameters)
 
 # The benchmark runs alone, since it times the machine; the others then share its cores
 # (JOBS at a time). They are deterministic, so running them side by side changes no number.
 TIMED_NOTEBOOKS := benchmark
-FIGURE_NOTEBOOKS := toy_stn robustness real_data real_data_cnn
+FIGURE_NOTEBOOKS := toy_stn robustness real_data real_data_cnn your_model
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 DRY_RUN = $(findstring n,$(firstword -$(MAKEFLAGS)))
 
@@ -111,6 +113,12 @@ $(EXECUTED)/real_data_cnn.ipynb: $(call NOTEBOOK_DEPS,real_data)
 	$(RUN_NOTEBOOK) $< $@ --publish $(FIGURES)/cnn --staging $(WORK)/staging $(OPTUNA) \
 		$(call PARAMETERS,real_data_cnn)
 
+.PHONY: figures-your-model
+figures-your-model: $(EXECUTED)/your_model.ipynb ## The guide: a Keras model made self-tuning; figures/your_model_schedule.png
+$(EXECUTED)/your_model.ipynb: $(call NOTEBOOK_DEPS,your_model)
+	$(RUN_NOTEBOOK) $< $@ $(PUBLISH) -p checkpoint_dir ../$(WORK)/your_model_checkpoints \
+		$(call PARAMETERS,your_model)
+
 ## Replication check --------------------------------------------------------------------------
 # `make verify` reruns every notebook with the rules above into a scratch folder (figures/ stays
 # untouched), then compares every number of the committed results files with the rerun's.
@@ -146,9 +154,12 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: | $(STAMP) ## Open the notebooks in JupyterLab (LAB_OPTIONS="--no-browser --port 8899" to set it up)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(LAB_OPTIONS)
 
+# One self-contained page per executed notebook (nbconvert): its figures are embedded.
+HTML ?= build/html
+
 .PHONY: html
-html: | $(STAMP) ## Render the executed notebooks to static HTML in build/html, for offline reading
-	$(VENV)/bin/jupyter nbconvert --to html --output-dir build/html $(EXECUTED)/*.ipynb
+html: | $(STAMP) ## Render the executed notebooks to static HTML in build/html (figures embedded), for offline reading
+	$(PYTHON) -m stn.tooling.html $(HTML) $(EXECUTED)/*.ipynb
 
 ## Checks ------------------------------------------------------------------------------------
 .PHONY: test

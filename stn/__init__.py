@@ -15,10 +15,15 @@ Importing ``stn`` changes no global state: no environment variable, no matplotli
 """
 
 from stn.method.hyperparameters import Hyperparameters, HyperparameterSpec
-from stn.method.layers import HyperConv2D, HyperDense
-from stn.method.models import HyperCNN, HyperMLP, ToyHyperNet
+from stn.method.layers import HyperConv2D, HyperDense, per_example_dropout
+from stn.method.models import HyperCNN, HyperMLP, HyperModel, ToyHyperNet
 from stn.method.stn import STN, STNConfig
-from stn.tasks.classification import ClassificationTask, load_dataset
+from stn.tasks.classification import (
+    ClassificationTask,
+    classification_specs,
+    load_dataset,
+    weight_decay_spec,
+)
 from stn.tasks.toy import ToyTask, x_range_spec
 from stn.training.loop import Trainer
 from stn.training.record import Trajectory
@@ -30,6 +35,7 @@ __all__ = [
     "HyperConv2D",
     "HyperDense",
     "HyperMLP",
+    "HyperModel",
     "HyperparameterSpec",
     "Hyperparameters",
     "STNConfig",
@@ -37,6 +43,9 @@ __all__ = [
     "ToyTask",
     "Trainer",
     "Trajectory",
+    "classification_specs",
     "load_dataset",
+    "per_example_dropout",
+    "weight_decay_spec",
     "x_range_spec",
 ]

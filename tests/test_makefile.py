@@ -4,6 +4,7 @@ Runs make on a scratch copy of the Makefile with stand-in files, so nothing real
 """
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-NOTEBOOKS = ("toy_stn", "benchmark", "robustness", "real_data")
-EXECUTED = ("toy_stn", "benchmark", "robustness", "real_data", "real_data_cnn")
+NOTEBOOKS = ("toy_stn", "benchmark", "robustness", "real_data", "your_model")
+EXECUTED = ("toy_stn", "benchmark", "robustness", "real_data", "real_data_cnn", "your_model")
 
 
 @pytest.fixture
@@ -65,10 +66,25 @@ def test_up_to_date_figures_rerun_nothing(tree):
         ("robustness", {"robustness"}),
         # one notebook, two executions: the MLP and the CNN runs of the real-data notebook
         ("real_data", {"real_data", "real_data_cnn"}),
+        ("your_model", {"your_model"}),
     ],
 )
 def test_changing_one_notebook_reruns_only_that_notebook(tree, notebook, reruns):
     assert rerun(tree, f"notebooks/{notebook}.ipynb") == reruns
+
+
+def test_every_source_notebook_is_executed_by_make_figures():
+    """A new notebook in notebooks/ needs a target in the Makefile (and a name above)."""
+    assert {path.stem for path in (ROOT / "notebooks").glob("*.ipynb")} == set(NOTEBOOKS)
+
+
+def test_help_lists_a_target_per_notebook(tree):
+    out = make(tree, "help")
+    assert out.returncode == 0, out.stderr
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout)  # without the colours
+    targets = {line.split()[0] for line in plain.splitlines() if line.strip()}
+    for target in ("toy", "bench", "robustness", "real", "real-cnn", "your-model"):
+        assert f"figures-{target}" in targets
 
 
 def test_changing_the_package_reruns_every_notebook(tree):
@@ -95,6 +111,7 @@ def test_figures_runs_every_notebook_and_names_the_failed_ones(tree):
     assert out.stdout.index("benchmark") < out.stdout.index("toy_stn")  # timed alone, first
     assert (tree / "notebooks/executed/toy_stn.ipynb").read_text() == "done\n"
     assert (tree / "notebooks/executed/robustness.ipynb").read_text() == "done\n"
+    assert (tree / "notebooks/executed/your_model.ipynb").read_text() == "done\n"
     assert (tree / "notebooks/executed/benchmark.ipynb").read_text() == "{}"  # as it was
 
 
@@ -103,4 +120,6 @@ def test_verify_reruns_into_a_scratch_folder_and_leaves_figures_alone(tree):
     assert out.returncode == 0, out.stderr
     assert "--publish build/verify/figures" in out.stdout
     assert "--publish figures" not in out.stdout
+    # the guide's checkpoints go to the scratch folder too
+    assert "-p checkpoint_dir ../build/verify/your_model_checkpoints" in out.stdout
     assert "stn.tooling.verify figures build/verify/figures --scale full" in out.stdout

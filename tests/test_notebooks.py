@@ -23,10 +23,11 @@ from stn.tooling.notebooks import (
     execute,
     main,
     notebook_parameters,
+    rebase_links,
 )
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
-NAMES = ("toy_stn", "benchmark", "robustness", "real_data")
+NAMES = ("toy_stn", "benchmark", "robustness", "real_data", "your_model")
 TOY = NOTEBOOKS / "toy_stn.ipynb"
 
 
@@ -193,6 +194,12 @@ def test_validation_cell_follows_the_parameters_cell_and_passes_the_defaults(nam
             {"dataset": "svhn"},
             r"dataset='svhn' is not a valid choice; allowed: 'digits', 'mnist'",
         ),
+        (
+            "your_model",
+            {"initial_weight_decay": 0.0},
+            r"initial_weight_decay=0.0 is out of range; allowed: > 0.0 and < 0.01$",
+        ),
+        ("your_model", {"cycles": 30}, r"cycles=30 is not allowed; it must be a multiple of 2 \* "),
     ],
 )
 def test_validation_cell_refuses(name, overrides, message):
@@ -398,6 +405,27 @@ def test_clean_notebook_removes_what_changes_between_runs():
     assert nbformat.writes(clean_notebook(clean)) == nbformat.writes(clean)
 
 
+def test_rebase_links_points_relative_targets_at_the_same_files_from_the_output_folder():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(
+            '![x](../figures/x.png) and ![y](y.gif "title"), [code](../stn/io.py#L3)\n'
+            "[web](https://example.org/a.png) [top](#top) ![a](attachment:a.png) ![r](/abs.png)"
+        ),
+        nbformat.v4.new_code_cell("print('![x](../figures/x.png)')"),
+    ]
+    moved = rebase_links(nb, "notebooks", "notebooks/executed")
+    assert moved.cells[0].source == (
+        '![x](../../figures/x.png) and ![y](../y.gif "title"), [code](../../stn/io.py#L3)\n'
+        "[web](https://example.org/a.png) [top](#top) ![a](attachment:a.png) ![r](/abs.png)"
+    )
+    assert moved.cells[1] == nb.cells[1]  # code is left alone
+    assert nb.cells[0].source.startswith("![x](../figures/x.png)")  # a copy
+    assert rebase_links(nb, "notebooks", "notebooks") == nb
+    back = rebase_links(moved, "notebooks/executed", "notebooks")
+    assert back.cells[0].source == nb.cells[0].source
+
+
 TINY = {
     "parameters": "n = 3",
     "print": "import os\n\nprint('value', n * 2, 'TQDM_DISABLE =', os.environ.get('TQDM_DISABLE'))",
@@ -420,11 +448,12 @@ def test_executed_notebooks_are_byte_for_byte_reproducible(tmp_path, monkeypatch
     nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(source) for source in TINY.values()]
     nb.cells[0].metadata.tags = ["parameters"]
+    nb.cells.append(nbformat.v4.new_markdown_cell("![figure](figures/f.png)"))
     notebook = tmp_path / "tiny.ipynb"
     nbformat.write(nb, notebook)
 
-    first = execute(notebook, tmp_path / "first.ipynb", {"n": 4})
-    second = execute(notebook, tmp_path / "second.ipynb", {"n": 4})
+    first = execute(notebook, tmp_path / "executed/first.ipynb", {"n": 4})
+    second = execute(notebook, tmp_path / "executed/second.ipynb", {"n": 4})
     assert "TQDM_DISABLE" not in os.environ  # set for the kernel only
     assert first.read_bytes() == second.read_bytes()
     text = first.read_text()
@@ -437,3 +466,4 @@ def test_executed_notebooks_are_byte_for_byte_reproducible(tmp_path, monkeypatch
     (figure,) = cells[3].outputs
     assert "image/png" in figure.data
     assert [o.get("text") for o in cells[4].outputs] == ["done\n"]
+    assert cells[5].source == "![figure](../figures/f.png)"  # the same file, from executed/

@@ -65,6 +65,21 @@ class HyperLayer(tf.Module):
         """W_hyper, b_hyper, V, C: the weights of the response to λ."""
         return (self.w_hyper, self.b_hyper, self.v, self.c)
 
+    def squared_kernel_norm(self, hnet_input: tf.Tensor) -> tf.Tensor:
+        """‖W(λ_i)‖², the squared norm of the kernel each example is run with, [batch].
+
+        W(λ) = W_elem + W_hyper·diag(λV) scales the response's column (or filter) of every
+        output unit by its own scalar s = λV, so with per-unit sums a = Σ W_elem², c = Σ
+        W_elem·W_hyper and d = Σ W_hyper², ‖W(λ)‖² = Σ_units (a + 2sc + s²d): the weight-decay
+        penalty without materialising a kernel per example. Biases are not decayed.
+        """
+        units = list(range(self.w.shape.rank - 1))  # every axis but the output units
+        a = tf.reduce_sum(tf.square(self.w), units)
+        c = tf.reduce_sum(self.w * self.w_hyper, units)
+        d = tf.reduce_sum(tf.square(self.w_hyper), units)
+        s = tf.matmul(hnet_input, self.v)  # [batch, out] (or [batch, 1]: one scalar per layer)
+        return tf.reduce_sum(a + 2.0 * s * c + tf.square(s) * d, axis=-1)
+
 
 class HyperDense(HyperLayer):
     """A dense layer whose weights respond affinely to the hyperparameters.
@@ -161,6 +176,10 @@ class PlainLayer(tf.Module):
     @property
     def hyper_weights(self) -> tuple[tf.Variable, ...]:
         return ()
+
+    def squared_kernel_norm(self, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
+        """‖W‖², the same for every example (a scalar); biases are not decayed."""
+        return tf.reduce_sum(tf.square(self.w))
 
 
 class Dense(PlainLayer):

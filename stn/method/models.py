@@ -13,7 +13,12 @@ ACTIVATIONS = {"relu": tf.nn.relu, "leaky_relu": tf.nn.leaky_relu, "tanh": tf.ma
 
 
 class HyperModel(tf.Module):
-    """Base class: a stack of hyper layers whose weights are grouped by role."""
+    """Base class: a stack of hyper layers whose weights are grouped by role.
+
+    A subclass sets ``self.layers`` to its weight layers (``HyperDense``, ``HyperConv2D``, or
+    plain ``Dense``, ``Conv2D``) and defines ``__call__``; the weight groups that ``STN`` trains
+    and checkpoints, and the kernel norm that weight decay penalises, follow from ``layers``.
+    """
 
     layers: tuple[tf.Module, ...]
 
@@ -29,6 +34,13 @@ class HyperModel(tf.Module):
     def weights(self) -> tuple[tf.Variable, ...]:
         """All best-response parameters φ (elementary and hyper weights)."""
         return self.elementary_weights + self.hyper_weights
+
+    def squared_kernel_norm(self, hnet_input: tf.Tensor | None) -> tf.Tensor:
+        """Σ_layers ‖W_layer(λ_i)‖²: the squared norm of every dense and convolution kernel at
+        the weights each example is run with, [batch] (a scalar without hyper layers). Weight
+        decay penalises it (``ClassificationTask``); biases and V, C are not decayed."""
+        norms = [layer.squared_kernel_norm(hnet_input) for layer in self.layers]
+        return sum(norms[1:], norms[0])  # not add_n: plain layers give scalars, hyper [batch]
 
 
 class ToyHyperNet(HyperModel):

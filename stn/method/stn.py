@@ -26,7 +26,11 @@ Batch = tuple[tf.Tensor, ...]
 
 
 class Task(Protocol):
-    """What Algorithm 1 needs from a problem: data, the two losses, and an evaluation."""
+    """What Algorithm 1 needs from a problem: data, the two losses, and an evaluation.
+
+    A task may also define ``check_specs(specs)``, which ``STN`` calls first to refuse
+    hyperparameters the task cannot apply (``ClassificationTask`` does).
+    """
 
     #: name of the evaluation metric compared with ``STNConfig.target``
     stop_metric: str
@@ -136,6 +140,9 @@ class STN(tf.Module):
         super().__init__(name="stn")
         self.task, self.config, self.model_fn, self.seed = task, config, model_fn, seed
         self.hyperparameters = Hyperparameters(specs)
+        check_specs = getattr(task, "check_specs", None)
+        if check_specs is not None:
+            check_specs(self.hyperparameters.specs)
         self.model = model_fn(self.hyperparameters.size, init_generator(seed))
         self.generator = tf.random.Generator.from_seed(train_seed(seed))
         self.hypernet_input = HYPERNET_INPUTS[config.hypernet_input]()

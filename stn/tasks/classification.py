@@ -3,6 +3,7 @@ CIFAR-10 through keras.datasets when they are available."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ import tensorflow as tf
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from stn.method.hyperparameters import DTYPE, HyperparameterSpec
+from stn.method.hyperparameters import DTYPE, Exponential, HyperparameterSpec
 from stn.method.layers import per_example_dropout
 from stn.method.models import HyperModel
 from stn.tasks.metrics import accuracy
@@ -22,6 +23,10 @@ Batch = tuple[tf.Tensor, ...]
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 AUGMENTATIONS = ("input_dropout", "input_noise")
+#: The name of the weight-decay hyperparameter λ_wd, and its default range: a sigmoid between
+#: bounds (0, hi) is close to a log scale near 0, so the hyper steps move λ_wd by factors.
+WEIGHT_DECAY = "weight_decay"
+WEIGHT_DECAY_BOUNDS = (0.0, 1e-2)
 
 
 @dataclass(frozen=True)
@@ -121,16 +126,52 @@ def load_dataset(
     return ImageDataset(name, x_train, y_train, x_valid, y_valid, x_test, y_test)
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def weight_decay_spec(
+    initial: float,
+    bounds: tuple[float, float] = WEIGHT_DECAY_BOUNDS,
+    scale: float = 0.5,
+) -> HyperparameterSpec:
+    """The weight-decay coefficient λ_wd as a tuned hyperparameter, starting at ``initial``
+    strictly inside ``bounds`` = (lower, upper), 0 <= lower < upper (a negative λ_wd would reward
+    large weights). See ``ClassificationTask`` for the penalty it weighs."""
+    if not (
+        isinstance(bounds, tuple | list)
+        and len(bounds) == 2
+        and all(_is_number(b) for b in bounds)
+        and 0 <= bounds[0] < bounds[1]
+    ):
+        raise ValueError(
+            f"weight_decay_bounds={bounds!r} is not allowed; it must be a pair (lower, upper) "
+            "of finite numbers with 0 <= lower < upper"
+        )
+    lower, upper = float(bounds[0]), float(bounds[1])
+    if not (_is_number(initial) and lower < initial < upper):
+        raise ValueError(
+            f"weight_decay={initial!r} is not allowed; it must be a number strictly inside "
+            f"weight_decay_bounds=({lower}, {upper}), or None (weight decay not tuned)"
+        )
+    return HyperparameterSpec(WEIGHT_DECAY, float(initial), lower, upper, scale=scale)
+
+
 def classification_specs(
     n_dropout: int,
     augmentations: Sequence[str] = AUGMENTATIONS,
     initial_dropout: float = 0.05,
     initial_noise: float = 0.05,
     scale: float = 0.5,
+    weight_decay: float | None = None,
+    weight_decay_bounds: tuple[float, float] = WEIGHT_DECAY_BOUNDS,
 ) -> list[HyperparameterSpec]:
     """The tuned hyperparameters (official ranges and init): a dropout rate per hidden block
     ``dropout_1..n`` in (0, 0.9), input pixel dropout in (0, 0.9) and the standard deviation of
-    additive Gaussian input noise in (0, 0.5), with initial perturbation scale ``scale``."""
+    additive Gaussian input noise in (0, 0.5), with initial perturbation scale ``scale``.
+
+    ``weight_decay`` (None: not tuned) adds, last, the weight-decay coefficient ``weight_decay``
+    starting at that value inside ``weight_decay_bounds`` (:func:`weight_decay_spec`)."""
     if not isinstance(n_dropout, int) or n_dropout < 0:
         raise ValueError(f"n_dropout={n_dropout!r} must be an integer >= 0")
     for aug in augmentations:
@@ -144,6 +185,8 @@ def classification_specs(
         HyperparameterSpec(f"dropout_{i + 1}", initial_dropout, 0.0, 0.9, scale=scale)
         for i in range(n_dropout)
     ]
+    if weight_decay is not None:
+        specs.append(weight_decay_spec(weight_decay, weight_decay_bounds, scale))
     return specs
 
 
@@ -151,9 +194,20 @@ class ClassificationTask:
     """Image classification as an STN ``Task`` (and the baselines' training problem).
 
     ``names`` are the hyperparameter columns of ``values``: ``input_dropout`` (per-example
-    inverted pixel dropout), ``input_noise`` (per-example std of additive Gaussian noise) and
-    ``dropout_1..n`` (the model's per-block dropout, in order). The training loss applies all of
-    them; the validation loss and the evaluation apply none (dropout off, no augmentation).
+    inverted pixel dropout), ``input_noise`` (per-example std of additive Gaussian noise),
+    ``dropout_1..n`` (the model's per-block dropout, in order) and ``weight_decay``. The training
+    loss applies all of them; the validation loss and the evaluation apply none (dropout off, no
+    augmentation, no penalty), so λ reaches them only through the network.
+
+    Weight decay adds λ_wd,i·‖W(λ_i)‖² to example i's cross-entropy, with ‖W(λ_i)‖² =
+    ``model.squared_kernel_norm(hnet_input)``: the squared norms of the dense and convolution
+    kernels the example is run with, W(λ_i) = W_elem + W_hyper·diag(λ_i V) (biases and the
+    hypernetwork's V, C are not decayed; a plain layer's kernel is W). Decaying the kernels at
+    λ_i rather than W_elem alone lets the hyper weights learn how the weights respond to λ_wd.
+
+    The model is called as ``model(x, hnet_input, dropout=None, generator=None)`` → logits,
+    ``dropout`` [batch, n_dropout] holding each example's rate per block (a ``HyperModel``
+    subclass such as ``HyperMLP``).
     """
 
     stop_metric = "valid_loss"
@@ -169,16 +223,18 @@ class ClassificationTask:
             if not is_positive_int(value):
                 raise ValueError(f"{param}={value!r} must be a positive integer")
         names = tuple(names)
-        dropouts = [n for n in names if n not in AUGMENTATIONS]
+        dropouts = [n for n in names if n not in (*AUGMENTATIONS, WEIGHT_DECAY)]
         expected = [f"dropout_{i + 1}" for i in range(len(dropouts))]
         if dropouts != expected:
             raise ValueError(
-                f"names={names!r}: besides {AUGMENTATIONS} the names must be {expected} in order"
+                f"names={names!r}: besides {AUGMENTATIONS} and {WEIGHT_DECAY!r} the names must "
+                f"be {expected} in order"
             )
         self.data, self.names = data, names
         self.batch_size, self.valid_batch_size = batch_size, valid_batch_size
         self.dropout_columns = [names.index(n) for n in dropouts]
         self.columns = {n: names.index(n) for n in AUGMENTATIONS if n in names}
+        self.weight_decay_column = names.index(WEIGHT_DECAY) if WEIGHT_DECAY in names else None
 
         def tensors(x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
             return tf.constant(x, DTYPE), tf.constant(y, tf.int64)
@@ -190,6 +246,26 @@ class ClassificationTask:
     @property
     def n_dropout(self) -> int:
         return len(self.dropout_columns)
+
+    def check_specs(self, specs: Sequence[HyperparameterSpec]) -> None:
+        """Raise ValueError unless ``specs`` are this task's columns, in order, and a tuned
+        weight decay cannot go negative (``STN`` calls this before it builds anything)."""
+        spec_names = tuple(s.name for s in specs)
+        if spec_names != self.names:
+            raise ValueError(
+                f"specs are named {spec_names!r} but the task reads names={self.names!r}; "
+                "they must be the same, in order"
+            )
+        for spec in specs:
+            if spec.name != WEIGHT_DECAY:
+                continue
+            positive = isinstance(spec.space, Exponential)
+            if not (positive or (spec.lower is not None and spec.lower >= 0)):
+                raise ValueError(
+                    f"hyperparameter {WEIGHT_DECAY!r} has lower={spec.lower!r}; weight decay "
+                    "must stay >= 0: give it lower >= 0, as classification_specs(..., "
+                    "weight_decay=initial) does"
+                )
 
     @staticmethod
     def _draw(split: tuple[tf.Tensor, tf.Tensor], size: int, generator: tf.random.Generator):
@@ -224,7 +300,25 @@ class ClassificationTask:
         x = self.augment(x, values, generator)
         dropout = tf.gather(values, self.dropout_columns, axis=1) if self.n_dropout else None
         logits = model(x, hnet_input, dropout=dropout, generator=generator)
-        return _cross_entropy(y, logits)
+        loss = _cross_entropy(y, logits)
+        if self.weight_decay_column is None:
+            return loss
+        return loss + tf.reduce_mean(self.weight_decay_penalty(model, hnet_input, values))
+
+    def weight_decay_penalty(
+        self, model: HyperModel, hnet_input: tf.Tensor | None, values: tf.Tensor
+    ) -> tf.Tensor:
+        """λ_wd,i·‖W(λ_i)‖² for every example i, [batch] (a scalar norm broadcasts), added to
+        the training loss only."""
+        if self.weight_decay_column is None:
+            raise ValueError(f"names={self.names!r} has no {WEIGHT_DECAY!r}: nothing to penalise")
+        if not hasattr(model, "squared_kernel_norm"):
+            raise ValueError(
+                f"model={type(model).__name__} has no squared_kernel_norm(hnet_input), which "
+                "weight decay needs; subclass stn.HyperModel (its layers provide it)"
+            )
+        rate = values[:, self.weight_decay_column]
+        return rate * model.squared_kernel_norm(hnet_input)
 
     def valid_loss(
         self, model: HyperModel, batch: Batch, hnet_input: tf.Tensor | None

@@ -11,9 +11,11 @@ stops the run there, however the notebook is run::
 ``python -m stn.tooling.notebooks NOTEBOOK OUTPUT -p name value ...`` also checks every name
 against the notebook's ``parameters`` cell and every value against the default's type before it
 starts a kernel, executes with papermill into a temporary file, removes what changes from one run
-to the next (:func:`clean_notebook`) and renames the result onto OUTPUT: a failed run leaves no
-half-written notebook, and two runs with the same parameters write the same bytes unless the
-notebook's own outputs differ (a measured time, say).
+to the next (:func:`clean_notebook`), rewrites its markdown cells' relative links for OUTPUT's
+folder (:func:`rebase_links`: an executed copy in ``notebooks/executed/`` still shows the figures
+its source shows) and renames the result onto OUTPUT: a failed run leaves no half-written notebook,
+and two runs with the same parameters write the same bytes unless the notebook's own outputs
+differ (a measured time, say).
 
 Importing this module imports the ``stn`` package, and with it TensorFlow; papermill and nbformat
 are imported only by the functions that use them. As an entry point, the runner starts kernels
@@ -27,6 +29,7 @@ import ast
 import copy
 import math
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from stn.tooling.environment import record
 from stn.util import xla
@@ -256,6 +260,7 @@ def execute(
                     progress_bar=True,
                 )
             executed = clean_notebook(executed)
+            executed = rebase_links(executed, Path(notebook).parent, Path(output).parent)
             executed.metadata["stn"] = {"environment": record()}
             nbformat.write(executed, str(tmp))
             if stage is not None:
@@ -324,6 +329,35 @@ def clean_notebook(nb: NotebookNode) -> NotebookNode:
         if cell.cell_type == "code":
             outputs = [out for out in cell.outputs if WIDGET_VIEW not in out.get("data", {})]
             cell.outputs = _join_streams(outputs)
+    return nb
+
+
+#: A markdown link or image: ``[text](target)`` or ``![alt](target "title")``.
+_MARKDOWN_LINK = re.compile(r"(!?\[[^\]\n]*\]\()([^)\s]+)")
+
+
+def rebase_links(
+    nb: NotebookNode, source: str | os.PathLike, destination: str | os.PathLike
+) -> NotebookNode:
+    """A copy of ``nb`` whose markdown cells' relative link and image targets, written for the
+    folder ``source`` (the notebook's own), point to the same files from the folder
+    ``destination`` (its executed copy's): ``../figures/x.png`` in ``notebooks/`` becomes
+    ``../../figures/x.png`` in ``notebooks/executed/``. URLs, absolute paths, anchors and
+    attachments are left as they are."""
+    nb = copy.deepcopy(nb)
+    start = os.path.abspath(destination)
+    base = os.path.abspath(source)
+
+    def rebase(match: re.Match) -> str:
+        parts = urlsplit(match[2])
+        if parts.scheme or parts.netloc or not parts.path or parts.path.startswith("/"):
+            return match[0]
+        target = Path(os.path.relpath(os.path.join(base, parts.path), start)).as_posix()
+        return match[1] + urlunsplit(parts._replace(path=target))
+
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = _MARKDOWN_LINK.sub(rebase, cell.source)
     return nb
 
 

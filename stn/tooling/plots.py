@@ -213,6 +213,24 @@ def schedules_plot(comparisons: list) -> plt.Figure:
     return fig
 
 
+def trajectory_schedules_plot(trajectory: Trajectory) -> plt.Figure:
+    """One run's hyperparameter schedules: each hyperparameter's constrained value (top) and
+    perturbation scale softplus(s) (bottom) against the cycle."""
+    names = trajectory.names
+    fig, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 5.2), squeeze=False)
+    cycles = np.arange(1, trajectory.cycles + 1)
+    for j, name in enumerate(names):
+        axes[0, j].plot(cycles, trajectory.values[:, j], lw=1)
+        axes[1, j].plot(cycles, trajectory.stddev[:, j], lw=1)
+        axes[0, j].set_title(name)
+        axes[1, j].set_xlabel("cycle")
+    axes[0, 0].set_ylabel("value")
+    axes[1, 0].set_ylabel("perturbation scale σ")
+    fig.suptitle("Hyperparameter schedule of one STN run")
+    fig.tight_layout()
+    return fig
+
+
 OUTCOME_COLORS = {
     "success": "tab:green",
     "collapse": "tab:red",
