@@ -168,7 +168,7 @@ def test_validation_cell_follows_the_parameters_cell_and_passes_the_defaults(nam
         (
             "toy_stn",
             {"variant": "defualt"},
-            r"variant='defualt' is not a valid choice; allowed: 'design doc', ",
+            r"variant='defualt' is not a valid choice; allowed: 'per-layer scale', ",
         ),
         ("toy_stn", {"seed": -1}, r"seed=-1 is out of range; allowed: >= 0$"),
         ("toy_stn", {"batch_size": "100"}, r"batch_size='100' has type str; allowed: int$"),
@@ -241,7 +241,7 @@ PAPERMILL_CASES = {
     "toy_stn: choice": (
         "toy_stn",
         {"variant": "Delta"},
-        r"^parameter variant='Delta' is not a valid choice; allowed: 'design doc', ",
+        r"^parameter variant='Delta' is not a valid choice; allowed: 'per-layer scale', ",
     ),
 }
 

@@ -15,7 +15,7 @@ import ast
 import functools
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -146,6 +146,14 @@ def variant(name: str, **settings: object) -> ToyExperiment:
         raise ValueError(f"variant={name!r} is unknown; allowed: {', '.join(VARIANTS)}")
     given = {k: v for k, v in settings.items() if not (v is None and k in VARIANT_SETTINGS)}
     return ToyExperiment.from_parameters(**{**VARIANTS[name], **given})
+
+
+def from_notebook(namespace: Mapping[str, object]) -> ToyExperiment:
+    """The experiment a notebook's parameters describe: the variant ``namespace["variant"]``
+    with every :class:`ToyExperiment` setting that ``namespace`` defines (None keeps the
+    variant's value, see :func:`variant`); other names in ``namespace`` are ignored."""
+    known = {f.name for f in fields(ToyExperiment)}
+    return variant(namespace["variant"], **{k: v for k, v in namespace.items() if k in known})
 
 
 def study(
