@@ -98,35 +98,23 @@ class ToyExperiment:
 #: the variant changes: the response's scale per layer (the design document's draft) or per unit
 #: (the paper), the hypernetwork's input (plain or centered) and the weight step (joint, split
 #: in one update, or Delta-STN's published two-phase step on the linearized prediction).
+_PER_LAYER = dict(per_unit=False, hyper_init="design")
+_PER_UNIT = dict(per_unit=True, hyper_init="paper")
+_CENTERED = dict(per_unit=True, hyper_init="zero", hypernet_input="centered")
+_SPLIT = {**_CENTERED, "weight_step": "split"}
+_DELTA = {**_CENTERED, "weight_step": "delta"}
+_LEAKY = dict(activation="leaky_relu")
 VARIANTS: dict[str, dict[str, object]] = {
-    "per-layer scale": dict(per_unit=False, hyper_init="design"),
-    "per-unit scale": dict(per_unit=True, hyper_init="paper"),
-    "centered": dict(per_unit=True, hyper_init="zero", hypernet_input="centered"),
-    "centered + split step": dict(
-        per_unit=True, hyper_init="zero", hypernet_input="centered", weight_step="split"
-    ),
-    "delta-stn": dict(
-        per_unit=True, hyper_init="zero", hypernet_input="centered", weight_step="delta"
-    ),
-    "per-layer scale + warm-up 500": dict(per_unit=False, hyper_init="design", warmup_steps=500),
-    "per-unit scale + leaky ReLU": dict(per_unit=True, hyper_init="paper", activation="leaky_relu"),
-    "centered + split step + width 8": dict(
-        per_unit=True, hyper_init="zero", hypernet_input="centered", weight_step="split", width=8
-    ),
-    "centered + split step + leaky ReLU": dict(
-        per_unit=True,
-        hyper_init="zero",
-        hypernet_input="centered",
-        weight_step="split",
-        activation="leaky_relu",
-    ),
-    "delta-stn + leaky ReLU": dict(
-        per_unit=True,
-        hyper_init="zero",
-        hypernet_input="centered",
-        weight_step="delta",
-        activation="leaky_relu",
-    ),
+    "per-layer scale": _PER_LAYER,
+    "per-unit scale": _PER_UNIT,
+    "centered": _CENTERED,
+    "centered + split step": _SPLIT,
+    "delta-stn": _DELTA,
+    "per-layer scale + warm-up 500": {**_PER_LAYER, "warmup_steps": 500},
+    "per-unit scale + leaky ReLU": {**_PER_UNIT, **_LEAKY},
+    "centered + split step + width 8": {**_SPLIT, "width": 8},
+    "centered + split step + leaky ReLU": {**_SPLIT, **_LEAKY},
+    "delta-stn + leaky ReLU": {**_DELTA, **_LEAKY},
 }
 #: What ``make figures`` and the notebooks use, chosen in the robustness study.
 DEFAULT_VARIANT = "centered + split step + leaky ReLU"
