@@ -18,7 +18,7 @@ EXECUTED := notebooks/executed
 # (uv pip compile, for CPython $(LOCK_PYTHON) on Linux x86_64). `make install` installs exactly it.
 LOCK := requirements.lock
 LOCK_PYTHON := 3.11
-EXTRAS := dev,notebook
+EXTRAS := experiments,notebook,dev
 BOOT_PYTHON ?= $(shell command -v python$(LOCK_PYTHON) || command -v python3)
 
 $(STAMP): $(LOCK) pyproject.toml

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from stn.method.hyperparameters import DTYPE, Exponential, HyperparameterSpec
 from stn.method.layers import per_example_dropout
@@ -62,6 +60,9 @@ def load_digits_split(seed: int = 0, n_train: int = 300, n_valid: int = 300) -> 
     """scikit-learn's bundled 8×8 digits (1797 images, no download), pixels /16, split by a
     seeded stratified shuffle into ``n_train`` training, ``n_valid`` validation and the rest
     test images. The small training set makes regularisation matter."""
+    from sklearn.datasets import load_digits  # the extra `experiments`: not a core dependency
+    from sklearn.model_selection import train_test_split
+
     digits = load_digits()
     x = (digits.images / 16.0)[..., np.newaxis]
     y = digits.target.astype(np.int64)
@@ -95,6 +96,8 @@ def load_dataset(
     Raises ``DatasetUnavailableError`` when a keras download fails (e.g. no network).
     """
     check_choice("name", name, DATASETS)
+    from sklearn.model_selection import train_test_split  # the extra `experiments`
+
     if name == "digits":
         counts = {"n_train": n_train, "n_valid": n_valid}
         return load_digits_split(seed, **{k: v for k, v in counts.items() if v is not None})

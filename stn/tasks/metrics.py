@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import tensorflow as tf
-from scipy import stats
 
 
 def sup_distance(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
@@ -25,6 +24,8 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
         raise ValueError(
             f"successes={successes}, trials={trials}: need 0 <= successes <= trials >= 1"
         )
+    from scipy import stats  # the extra `experiments`: not a core dependency
+
     z = stats.norm.ppf(0.5 + confidence / 2)
     p = successes / trials
     denom = 1 + z**2 / trials
