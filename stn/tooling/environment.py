@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 #: The lock file of the repository this package is installed from (an editable install).
-LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
+LOCK = Path(__file__).resolve().parents[2] / "requirements.lock"
 #: Installed alongside the lock but not in it: the installer, and this project itself.
 NOT_LOCKED = frozenset({"pip", "stn"})
 #: The packages whose versions decide the numbers; the record names them one by one.

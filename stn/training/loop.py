@@ -107,10 +107,13 @@ class Trainer:
         out = {"done": done, "stop": stop, "values": values.stack(), "stddev": stddev.stack()}
         out.update(weight_loss=wloss.stack(), hyper_loss=hloss.stack())
         out.update(metrics=metrics.stack(), snapshots=snapshots.stack())
+        return {**out, "finite": self._finite(out)}
+
+    def _finite(self, out: dict[str, tf.Tensor]) -> tf.Tensor:
+        """Whether every recorded quantity and every weight is finite (in-graph)."""
         checked = [out[k] for k in ("values", "stddev", "weight_loss", "hyper_loss", "metrics")]
-        checked += list(stn.model.weights)  # unwritten rows stack as zeros: finite
-        out["finite"] = tf.reduce_all([tf.reduce_all(tf.math.is_finite(x)) for x in checked])
-        return out
+        checked += list(self.stn.model.weights)  # unwritten rows stack as zeros: finite
+        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(x)) for x in checked])
 
     def run(
         self,
@@ -134,13 +137,9 @@ class Trainer:
         total = self.config.max_cycles if max_cycles is None else max_cycles
         if not is_positive_int(total):
             raise ValueError(f"max_cycles={total!r} must be a positive integer")
-        names, standard = self.stn.hyperparameters.names, []
-        if checkpoint_dir is not None:
-            standard.append(RunCheckpoint(self.stn, checkpoint_dir, checkpoint_every))
-        if log_dir is not None:
-            summaries = SummaryLog(log_dir, names, self.metric_names, self.config, log_every)
-            standard.append(summaries)
-        standard.append(ProgressBar(progress, names, self.metric_names))
+        standard = self._standard_callbacks(
+            progress, checkpoint_dir, checkpoint_every, log_dir, log_every
+        )
         callbacks = [*standard, *callbacks]
         state = RunState(total)
         self.compile_seconds = 0.0  # this run's: nonzero only if one of its chunks traced
@@ -157,6 +156,22 @@ class Trainer:
             for callback in callbacks:
                 callback.close()
         return self._trajectory(state.merged(), state.seconds(), state.stopped)
+
+    def _standard_callbacks(
+        self,
+        progress: bool,
+        checkpoint_dir: str | os.PathLike | None,
+        checkpoint_every: int | None,
+        log_dir: str | os.PathLike | None,
+        log_every: int | None,
+    ) -> list[Callback]:
+        """Checkpoints and summaries when their folder is given, and the progress bar."""
+        names, callbacks = self.stn.hyperparameters.names, []
+        if checkpoint_dir is not None:
+            callbacks.append(RunCheckpoint(self.stn, checkpoint_dir, checkpoint_every))
+        if log_dir is not None:
+            callbacks.append(SummaryLog(log_dir, names, self.metric_names, self.config, log_every))
+        return [*callbacks, ProgressBar(progress, names, self.metric_names)]
 
     def _next_chunk(self, state: RunState) -> dict[str, np.ndarray]:
         """Run one chunk; its output trimmed to the cycles it ran."""
