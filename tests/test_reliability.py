@@ -15,6 +15,7 @@ import tensorflow as tf
 from stn.experiments.toy import ToyExperiment, study, variant
 from stn.method.models import ToyHyperNet
 from stn.method.stn import STN
+from stn.training.loop import Trainer
 from stn.tasks.toy import ToyTask, x_range_spec
 from stn.training.record import DivergenceError, Trajectory
 
@@ -122,11 +123,11 @@ class PoisonedTask(ToyTask):
 def test_divergence_is_caught_at_its_cycle_and_nothing_is_saved(tmp_path):
     exp = variant("per-unit scale", **FAST)  # one training loss per weight step (joint step)
     # 5 warm-up steps, then cycle c makes calls 5 + 2c - 1 and 5 + 2c: call 118 is in cycle 57
-    trainer = STN(PoisonedTask(at=118), [x_range_spec()], ToyHyperNet, exp.config())
+    trainer = Trainer(STN(PoisonedTask(at=118), [x_range_spec()], ToyHyperNet, exp.config()))
     with pytest.raises(DivergenceError, match=r"diverged at cycle 57: training loss is nan") as err:
         trainer.run(checkpoint_dir=tmp_path)
     assert err.value.cycle == 57
-    assert trainer.task.calls.numpy() == 5 + 2 * 100  # stopped at the end of that chunk
+    assert trainer.stn.task.calls.numpy() == 5 + 2 * 100  # stopped at the end of that chunk
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-50")  # the last good state
 
 
