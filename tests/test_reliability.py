@@ -15,8 +15,8 @@ import tensorflow as tf
 from stn.experiments.toy import ToyExperiment, study, variant
 from stn.method.models import ToyHyperNet
 from stn.method.stn import STN
-from stn.training.loop import Trainer
 from stn.tasks.toy import ToyTask, x_range_spec
+from stn.training.loop import Trainer
 from stn.training.record import DivergenceError, Trajectory
 
 FAST = dict(max_cycles=200, chunk_cycles=50, snapshot_every=50, target=None, jit_compile=False)
