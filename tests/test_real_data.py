@@ -317,3 +317,15 @@ def test_experiment_checks_its_budgets():
     with pytest.raises(ValueError, match="model='resnet'"):
         RealDataExperiment(model="resnet")
     assert RealDataExperiment().stn_steps == 6000
+
+
+@pytest.mark.parametrize("stn_cycles", [1800, 50, 25])
+def test_the_stn_run_checkpoints_between_chunks_not_only_at_its_end(stn_cycles):
+    """A real-data STN run is cut into chunks of whole evaluation intervals, so a checkpointed
+    run resumes from its last chunk (it used to be one chunk: resumable only once finished)."""
+    experiment = RealDataExperiment(stn_cycles=stn_cycles)
+    config = experiment.stn_config()
+    assert stn_cycles % config.chunk_cycles == 0 and config.chunk_cycles % config.eval_every == 0
+    assert config.chunk_cycles <= 300
+    if stn_cycles > config.eval_every:
+        assert config.chunk_cycles < stn_cycles

@@ -38,6 +38,7 @@ from stn.tasks.classification import (
     classification_specs,
     load_dataset,
 )
+from stn.training.loop import Trainer
 from stn.training.record import Trajectory
 from stn.util.checks import check_choice
 from stn.util.io import write_atomic, write_results_json
@@ -120,6 +121,10 @@ class Comparison:
         return self.warmup_steps + self.steps_per_cycle * np.asarray(cycles)
 
 
+#: The longest chunk of an STN run: checkpoints are taken between chunks.
+CHUNK_CYCLES = 300
+
+
 @dataclass(frozen=True)
 class RealDataExperiment:
     """The comparison's settings. Defaults are the official CNN settings where they exist
@@ -182,10 +187,19 @@ class RealDataExperiment:
             hyper_lr=self.hyper_lr,
             scale_lr=self.scale_lr,
             entropy_weight=self.entropy_weight,
-            chunk_cycles=self.stn_cycles,
+            chunk_cycles=self.chunk_cycles,
             eval_every=self.eval_every // per_cycle,
-            snapshot_every=self.stn_cycles,
+            snapshot_every=self.chunk_cycles,
         )
+
+    @property
+    def chunk_cycles(self) -> int:
+        """The STN run's chunk: the largest divisor of ``stn_cycles`` that is a whole number of
+        evaluation intervals and at most ``CHUNK_CYCLES``, so a checkpointed run resumes from
+        its last chunk rather than from the start."""
+        interval = self.eval_every // (self.train_steps + self.valid_steps)
+        chunks = range(interval, min(self.stn_cycles, CHUNK_CYCLES) + 1, interval)
+        return max(c for c in chunks if self.stn_cycles % c == 0)
 
     def data(self, seed: int) -> ImageDataset:
         return load_dataset(self.dataset, seed, self.n_train, self.n_valid)
@@ -199,7 +213,7 @@ class RealDataExperiment:
     ) -> Comparison:
         """STN, the three searches and the two references on one seed (data split included).
 
-        ``checkpoint_dir`` and ``log_dir`` apply to the STN run (see ``STN.run``); the TPE study
+        ``checkpoint_dir`` and ``log_dir`` apply to the STN run (see ``Trainer.run``); the TPE study
         resumes from its storage."""
         data = self.data(seed)
         model_cls = MODELS[self.model]
@@ -215,8 +229,8 @@ class RealDataExperiment:
         def plain_model(n_hyper, generator):
             return model_cls(n_hyper, generator, input_shape=data.input_shape, hyper=False)
 
-        stn = STN(task, specs, hyper_model, self.stn_config(), seed=seed)
-        trajectory = stn.run(progress=progress, checkpoint_dir=checkpoint_dir, log_dir=log_dir)
+        trainer = Trainer(STN(task, specs, hyper_model, self.stn_config(), seed=seed))
+        trajectory = trainer.run(progress=progress, checkpoint_dir=checkpoint_dir, log_dir=log_dir)
         per_cycle = self.train_steps + self.valid_steps
         comparison = Comparison(seed, {}, trajectory, self.warmup_steps, per_cycle, asdict(self))
         comparison.results["stn"] = self._stn_result(comparison)
