@@ -194,12 +194,12 @@ class RealDataExperiment:
 
     @property
     def chunk_cycles(self) -> int:
-        """The STN run's chunk: the largest divisor of ``stn_cycles`` that is a whole number of
-        evaluation intervals and at most ``CHUNK_CYCLES``, so a checkpointed run resumes from
-        its last chunk rather than from the start."""
+        """The STN run's chunk: the largest proper divisor of ``stn_cycles`` (the whole run if
+        there is none) that is a whole number of evaluation intervals and at most
+        ``CHUNK_CYCLES``, so a checkpointed run resumes from its last chunk, not its start."""
         interval = self.eval_every // (self.train_steps + self.valid_steps)
-        chunks = range(interval, min(self.stn_cycles, CHUNK_CYCLES) + 1, interval)
-        return max(c for c in chunks if self.stn_cycles % c == 0)
+        chunks = range(interval, min(self.stn_cycles // 2, CHUNK_CYCLES) + 1, interval)
+        return max((c for c in chunks if self.stn_cycles % c == 0), default=self.stn_cycles)
 
     def data(self, seed: int) -> ImageDataset:
         return load_dataset(self.dataset, seed, self.n_train, self.n_valid)
