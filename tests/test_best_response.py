@@ -234,3 +234,35 @@ def test_toy_ground_truth_trains_plain_networks():
     assert losses[1].mean() < losses[0].mean()  # training on [−2, 2] fits [−2, 2] better
     net = br.PlainToyNet(1, tf.random.Generator.from_seed(0), depth=2, width=3)
     assert net.hyper_weights == () and len(net.elementary_weights) == 8
+
+
+def test_figures_are_written(trainer, tmp_path):
+    """Every figure of the notebook, from a short run's measurements."""
+    from PIL import Image
+
+    from stn import best_response_plots as brplots
+    from stn.plots import save_figure
+
+    exp, stn = trainer
+    stn.reset(1)
+    trajectory = stn.run(max_cycles=100)
+    lam_star = PROBLEM.optimum(exp.lower, exp.upper)
+    row = br.measure_run(stn, trajectory, PROBLEM, TRANSFORM, lam_star, exp.delta_split, 0.5)
+    rows = {"default": [row, row]}
+    curves = br.bias_curves(PROBLEM, TRANSFORM, [0.1, 1.0])
+    sweep = {
+        "x": np.geomspace(0.5, 4, 4),
+        "x_final": 2.0,
+        "predicted": np.array([1.0, 0.1, 0.01, 0.1]),
+        "truth": np.array([[0.5, 0.6], [0.05, 0.2], [0.02, 0.01], [0.1, 0.3]]),
+    }
+    sweep["x_range"] = sweep.pop("x")
+    figures = {
+        "response": brplots.response_plot(rows),
+        "hypergradient": brplots.hypergradient_plot(rows),
+        "lambda": brplots.lambda_plot(rows, rows, curves, 3.0),
+        "toy": brplots.toy_sweep_plot(sweep, 2.0, 3.0, (1.0, 2.0)),
+    }
+    for name, fig in figures.items():
+        save_figure(fig, tmp_path / f"{name}.png")
+        assert Image.open(tmp_path / f"{name}.png").format == "PNG"
