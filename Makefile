@@ -67,12 +67,15 @@ real_data_parameters := -p seeds "[0, 1, 2]" -p warmup_steps 600 -p stn_cycles 1
 	-p trial_steps 6000 -p n_trials 27 -p eval_every 75
 real_data_cnn_parameters := -p model cnn -p seeds "[0]" -p warmup_steps 150 -p stn_cycles 450 \
 	-p trial_steps 1500 -p n_trials 8 -p eval_every 75
+best_response_parameters := -p variants '["default", "paper"]' -p n_seeds 10 \
+	-p fixed_scales "[0.25, 0.5, 1.0]" -p fixed_seeds 5 -p toy_cycles 10000 -p toy_points 12 \
+	-p toy_seeds 3
 PARAMETERS = $($(1)_parameters)
 
 # The benchmark runs alone, since it times the machine; the others then share its cores
 # (JOBS at a time). They are deterministic, so running them side by side changes no number.
 TIMED_NOTEBOOKS := benchmark
-FIGURE_NOTEBOOKS := toy_stn robustness real_data real_data_cnn
+FIGURE_NOTEBOOKS := toy_stn robustness real_data real_data_cnn best_response
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 DRY_RUN = $(findstring n,$(firstword -$(MAKEFLAGS)))
 
@@ -110,6 +113,11 @@ figures-real-cnn: $(EXECUTED)/real_data_cnn.ipynb ## Real data with the hyper CN
 $(EXECUTED)/real_data_cnn.ipynb: $(call NOTEBOOK_DEPS,real_data)
 	$(RUN_NOTEBOOK) $< $@ --publish $(FIGURES)/cnn --staging $(WORK)/staging $(OPTUNA) \
 		$(call PARAMETERS,real_data_cnn)
+
+.PHONY: figures-best-response
+figures-best-response: $(EXECUTED)/best_response.ipynb ## Best response against ground truth: ridge (exact) and the toy (measured)
+$(EXECUTED)/best_response.ipynb: $(call NOTEBOOK_DEPS,best_response)
+	$(RUN_NOTEBOOK) $< $@ $(PUBLISH) $(call PARAMETERS,best_response)
 
 ## Replication check --------------------------------------------------------------------------
 # `make verify` reruns every notebook with the rules above into a scratch folder (figures/ stays
