@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from stn import plots  # noqa: F401  # selects the Agg backend before any figure is made
 
@@ -177,6 +178,9 @@ def toy_sweep_plot(sweep: Mapping[str, object], validation_range: float, factor:
     ax.axvline(validation_range, color="k", ls=":", lw=1, label="validation range V")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8, 16) if x.min() <= t <= x.max()]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("x_range")
     ax.set_ylabel("validation loss (MSE on the grid of [−V, V])")
     ax.legend(fontsize=7)
