@@ -69,12 +69,15 @@ real_data_cnn_parameters := -p model cnn -p seeds "[0]" -p warmup_steps 150 -p s
 	-p trial_steps 1500 -p n_trials 8 -p eval_every 75
 # The guide runs at its defaults (a minute): the scale nbval checks is the one readers see.
 your_model_parameters :=
+best_response_parameters := -p variants '["default", "per-unit scale", "delta-stn"]' -p n_seeds 10 \
+	-p fixed_scales "[0.25, 0.5, 1.0]" -p fixed_seeds 5 -p toy_cycles 10000 -p toy_points 12 \
+	-p toy_seeds 3
 PARAMETERS = $($(1)_parameters)
 
 # The benchmark runs alone, since it times the machine; the others then share its cores
 # (JOBS at a time). They are deterministic, so running them side by side changes no number.
 TIMED_NOTEBOOKS := benchmark
-FIGURE_NOTEBOOKS := toy_stn robustness real_data real_data_cnn your_model
+FIGURE_NOTEBOOKS := toy_stn robustness real_data real_data_cnn your_model best_response
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 DRY_RUN = $(findstring n,$(firstword -$(MAKEFLAGS)))
 
@@ -118,6 +121,11 @@ figures-your-model: $(EXECUTED)/your_model.ipynb ## The guide: a Keras model mad
 $(EXECUTED)/your_model.ipynb: $(call NOTEBOOK_DEPS,your_model)
 	$(RUN_NOTEBOOK) $< $@ $(PUBLISH) -p checkpoint_dir ../$(WORK)/your_model_checkpoints \
 		$(call PARAMETERS,your_model)
+
+.PHONY: figures-best-response
+figures-best-response: $(EXECUTED)/best_response.ipynb ## Best response against ground truth: ridge (exact) and the toy (measured)
+$(EXECUTED)/best_response.ipynb: $(call NOTEBOOK_DEPS,best_response)
+	$(RUN_NOTEBOOK) $< $@ $(PUBLISH) $(call PARAMETERS,best_response)
 
 ## Replication check --------------------------------------------------------------------------
 # `make verify` reruns every notebook with the rules above into a scratch folder (figures/ stays

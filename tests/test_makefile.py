@@ -12,8 +12,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-NOTEBOOKS = ("toy_stn", "benchmark", "robustness", "real_data", "your_model")
-EXECUTED = ("toy_stn", "benchmark", "robustness", "real_data", "real_data_cnn", "your_model")
+NOTEBOOKS = ("toy_stn", "benchmark", "robustness", "real_data", "your_model", "best_response")
+EXECUTED = (
+    "toy_stn",
+    "benchmark",
+    "robustness",
+    "real_data",
+    "real_data_cnn",
+    "your_model",
+    "best_response",
+)
 
 
 @pytest.fixture
@@ -64,6 +72,7 @@ def test_up_to_date_figures_rerun_nothing(tree):
     [
         ("toy_stn", {"toy_stn"}),
         ("robustness", {"robustness"}),
+        ("best_response", {"best_response"}),
         # one notebook, two executions: the MLP and the CNN runs of the real-data notebook
         ("real_data", {"real_data", "real_data_cnn"}),
         ("your_model", {"your_model"}),

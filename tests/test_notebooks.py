@@ -27,7 +27,7 @@ from stn.tooling.notebooks import (
 )
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
-NAMES = ("toy_stn", "benchmark", "robustness", "real_data", "your_model")
+NAMES = ("toy_stn", "benchmark", "robustness", "real_data", "your_model", "best_response")
 TOY = NOTEBOOKS / "toy_stn.ipynb"
 
 
@@ -183,6 +183,12 @@ def test_validation_cell_follows_the_parameters_cell_and_passes_the_defaults(nam
         ),
         ("robustness", {"n_seeds": 0}, r"^parameter n_seeds=0 is out of range; allowed: >= 1$"),
         ("robustness", {"target": "none"}, r"target='none' has type str; allowed: float or None$"),
+        (
+            "best_response",
+            {"variants": ["default", "Delta"]},
+            r"variants\[1\]='Delta' is not a valid choice; allowed: 'design doc', ",
+        ),
+        ("best_response", {"fixed_scales": []}, r"fixed_scales=\[\] is too short"),
         ("real_data", {"seeds": [0, 0]}, r"seeds=\[0, 0\] repeats an item"),
         (
             "real_data",

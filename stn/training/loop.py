@@ -62,6 +62,10 @@ class Trainer:
     def hyperparameters(self):
         return self.stn.hyperparameters
 
+    @property
+    def task(self):
+        return self.stn.task
+
     def reset(self, seed: int) -> None:
         """Start over from ``seed`` (see :meth:`STN.reset`); the compiled chunk is kept."""
         self.stn.reset(seed)
