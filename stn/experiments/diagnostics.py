@@ -88,7 +88,7 @@ def diagnose_start(trainer: Trainer) -> dict[str, float]:
     grid = trainer.task.grid
     dead = dead_units(trainer.model, grid, trainer.stn.eval_input(grid.shape[0]))
     return {
-        "kinks_init": kinks(trainer.evaluate()[1].numpy()),
+        "kinks_init": kinks(trainer.stn.evaluate()[1].numpy()),
         "dead_units_init": sum(dead),
         "dead_layer_init": any(d == trainer.model.layers[1].w.shape[1] for d in dead),
         "hypergradient_init": hypergradient(trainer),
@@ -106,7 +106,7 @@ def diagnose_end(trainer: Trainer, trajectory: Trajectory) -> dict[str, float]:
         **final,
         "outcome": outcome(final, trainer.task.validation_range),
         "cycles": trajectory.cycles,
-        "kinks_end": kinks(trainer.evaluate()[1].numpy()),
+        "kinks_end": kinks(trainer.stn.evaluate()[1].numpy()),
         "dead_units_end": sum(dead),
         "dead_layer_end": any(d == trainer.model.layers[1].w.shape[1] for d in dead),
         "x_range_cycle_200": float(trajectory.values[early, 0]),
