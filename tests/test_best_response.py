@@ -104,8 +104,8 @@ def test_task_losses_match_the_closed_form_loss(trainer):
     n = len(PROBLEM.y_train)
     for h, lam in ((0.0, 0.01), (1.3, 0.5)):
         theta = br.layer_response(model.layer, [[h]]).numpy()[0]
-        loss = task.train_loss(model, task.train, tf.fill([n, 1], tf.constant(h, DTYPE)),
-                               tf.fill([n, 1], tf.constant(lam, DTYPE)), stn.stn.generator)  # fmt: skip
+        hnet, values = (tf.fill([n, 1], tf.constant(v, DTYPE)) for v in (h, lam))
+        loss = task.train_loss(model, task.train, hnet, values, stn.stn.generator)
         assert np.isclose(loss.numpy(), PROBLEM.train_loss(theta, lam), rtol=1e-12)
         valid = task.valid_loss(model, task.valid, tf.fill([len(PROBLEM.y_valid), 1],
                                                            tf.constant(h, DTYPE)))  # fmt: skip

@@ -12,8 +12,8 @@
 * ``split``: one gradient tape, one update: the elementary weights on the loss at λ, the hyper
   ("response") weights on the loss at λ + ε;
 * ``delta``: Delta-STN as published: first the elementary weights on the loss at λ with their own
-  optimizer, then the response weights with a second optimizer on the loss of the *linearized*
-  prediction f(x, ŵ(λ)) + J·((λ + ε) − λ), a forward-mode Jacobian-vector product.
+  optimizer, then the response weights with a second optimizer on the loss at λ + ε with the
+  *linearized* prediction f(x, ŵ(λ)) + J·((λ + ε) − λ), a forward-mode Jacobian-vector product.
 """
 
 from __future__ import annotations
@@ -105,16 +105,19 @@ class SplitStep(JointStep):
 
 
 class LinearizedModel:
-    """``model`` with its output linearized in the hypernetwork input around ``origin``:
-    f(x, origin) + J_f(x, origin)·``direction``, by forward-mode autodiff in the same pass (so
-    dropout masks and other draws are shared between the value and its derivative)."""
+    """``model`` with its output linearized in the hypernetwork input around 0 (the unperturbed
+    λ of a centered network): called with the perturbation h, it returns f(x, 0) + J_f(x, 0)·h,
+    by forward-mode autodiff in the same pass (so dropout masks and other draws are shared
+    between the value and its derivative). Everything else, such as the kernels a weight-decay
+    penalty reads, is the model's own, at the perturbation the task passes."""
 
-    def __init__(self, model: tf.Module, direction: tf.Tensor):
-        self.model, self.direction = model, direction
+    def __init__(self, model: tf.Module):
+        self.model = model
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor, *args, **kwargs) -> tf.Tensor:
-        with tf.autodiff.ForwardAccumulator(hnet_input, self.direction) as accumulator:
-            output = self.model(x, hnet_input, *args, **kwargs)
+        origin = tf.zeros_like(hnet_input)
+        with tf.autodiff.ForwardAccumulator(origin, hnet_input) as accumulator:
+            output = self.model(x, origin, *args, **kwargs)
         return output + accumulator.jvp(output, unconnected_gradients="zero")
 
     def __getattr__(self, name: str) -> object:
@@ -140,9 +143,9 @@ class DeltaStep:
             general_loss = stn.train_loss(batch, tf.zeros_like(exact), exact)
         grads = tape.gradient(general_loss, general)
         self.optimizers[0].apply_gradients(zip(grads, general, strict=True))
-        linearized = LinearizedModel(stn.model, stn.network_input(perturbed))
+        linearized = LinearizedModel(stn.model)
         with tf.GradientTape() as tape:
-            loss = stn.train_loss(batch, tf.zeros_like(exact), perturbed, model=linearized)
+            loss = stn.train_loss(batch, stn.network_input(perturbed), perturbed, model=linearized)
         grads = tape.gradient(loss, response)
         self.optimizers[1].apply_gradients(zip(grads, response, strict=True))
         return loss
