@@ -280,3 +280,18 @@ def test_changing_a_results_number_changes_the_readme(tmp_path):
 def test_an_unknown_readme_block_is_refused():
     with pytest.raises(ValueError, match="README block 'nope' is unknown"):
         readme.render("<!-- results:nope -->\n<!-- /results:nope -->", FIGURES)
+
+
+def test_wall_times_of_parallel_notebooks_are_reported_not_compared():
+    """A real-data method's wall time depends on the notebooks running beside it: the table shows
+    it, but a tenfold difference is no mismatch; its losses still are compared exactly."""
+    from stn.tooling.verify import compare_file
+
+    row = {"method": "stn", "seeds": 1, "seconds": 10.0, "valid_loss": 0.5, "test_loss": 0.4}
+    committed, now = {"table": [row]}, {"table": [{**row, "seconds": 100.0}]}
+    rows = {row.quantity: row for row in compare_file("real_data.json", committed, now, True, 3)}
+    assert rows["real_data.json: table.stn.seconds"].ok is None
+    assert rows["real_data.json: table.stn.valid_loss"].ok is True
+    now["table"][0]["valid_loss"] = 0.6
+    rows = {row.quantity: row for row in compare_file("real_data.json", committed, now, True, 3)}
+    assert rows["real_data.json: table.stn.valid_loss"].ok is False
