@@ -186,7 +186,7 @@ def test_validation_cell_follows_the_parameters_cell_and_passes_the_defaults(nam
         (
             "best_response",
             {"variants": ["default", "Delta"]},
-            r"variants\[1\]='Delta' is not a valid choice; allowed: 'design doc', ",
+            r"variants\[1\]='Delta' is not a valid choice; allowed: 'per-layer scale', ",
         ),
         ("best_response", {"fixed_scales": []}, r"fixed_scales=\[\] is too short"),
         ("real_data", {"seeds": [0, 0]}, r"seeds=\[0, 0\] repeats an item"),
