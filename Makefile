@@ -28,7 +28,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(BOOT_PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r $(LOCK)
 	$(VENV)/bin/pip install --quiet --no-deps -e .
-	$(PYTHON) -m stn.tooling.environment check $(LOCK)
+	$(PYTHON) -m stn.util.environment check $(LOCK)
 	$(PYTHON) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 

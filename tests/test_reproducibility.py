@@ -11,8 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from stn.tooling import environment, readme, verify
+from stn.tooling import readme, verify
 from stn.tooling.notebooks import execute
+from stn.util import environment
 
 ROOT = Path(__file__).parents[1]
 #: Set by CI's weekly job, which installs the newest releases instead of the lock.

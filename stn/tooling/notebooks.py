@@ -40,8 +40,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from stn.tooling.environment import record
 from stn.util import xla
+from stn.util.environment import record
 from stn.util.io import atomic_path, exit_on_sigterm
 
 if TYPE_CHECKING:

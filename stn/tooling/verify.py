@@ -9,7 +9,7 @@ stated tolerance, prints a table (quantity | committed | now | tolerance | ok) a
 mismatch. The tolerances:
 
 * **exact** (to 1e-12) for what a seed fixes, when both were computed on the same platform with
-  the same lock (``stn.tooling.environment``); on another platform those bits are not expected to
+  the same lock (``stn.util.environment``); on another platform those bits are not expected to
   match, so they are shown as not compared and the statistical checks decide;
 * **Wilson** for a success rate over seeds: the rerun's rate must lie in the committed rate's 95%
   Wilson interval;

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from stn.util.environment import record
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -44,9 +46,7 @@ def write_json(path: str | os.PathLike, data: object) -> Path:
 
 def write_results_json(path: str | os.PathLike, data: dict) -> Path:
     """Write a results file: ``data`` as JSON, stamped with the environment that computed it
-    (``stn.tooling.environment.record``) under the key ``environment``."""
-    from stn.tooling.environment import record
-
+    (``stn.util.environment.record``) under the key ``environment``."""
     return write_json(path, {**data, "environment": record()})
 
 

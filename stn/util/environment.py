@@ -5,8 +5,8 @@ transitive ones included. :func:`lock_differences` compares it with what is inst
 :func:`record` is the stamp every results file and executed notebook carries, so a reader can
 tell whether a rerun used the same versions and platform as the committed figures::
 
-    python -m stn.tooling.environment check requirements.lock   # exit 1, listing differences
-    python -m stn.tooling.environment record                    # the record, as JSON
+    python -m stn.util.environment check requirements.lock   # exit 1, listing differences
+    python -m stn.util.environment record                    # the record, as JSON
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if args == ["record"]:
         print(json.dumps(record(), indent=2, sort_keys=True))
         return 0
-    print("usage: python -m stn.tooling.environment check [LOCK] | record", file=sys.stderr)
+    print("usage: python -m stn.util.environment check [LOCK] | record", file=sys.stderr)
     return 2
 
 
