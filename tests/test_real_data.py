@@ -23,6 +23,7 @@ from stn.tasks.classification import (
     load_dataset,
     load_digits_split,
 )
+from stn.training.loop import Trainer
 
 
 def _conv_valid(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -198,7 +199,7 @@ def test_one_stn_cycle_moves_only_the_right_variables(task):
     final = snapshot()
     moved = [not np.array_equal(a, b) for a, b in zip(after, final, strict=True)]
     assert not any(moved[: len(weights)]) and all(moved[len(weights) :])
-    trajectory = stn.run()
+    trajectory = Trainer(stn).run()
     assert trajectory.values.shape == (2, 4) and np.isfinite(trajectory.metrics["valid_loss"]).all()
 
 

@@ -17,6 +17,7 @@ from stn.tasks.classification import (
     load_digits_split,
     weight_decay_spec,
 )
+from stn.training.loop import Trainer
 
 N_HYPER = 2  # dropout_1 and weight_decay
 
@@ -259,7 +260,7 @@ def test_stn_refuses_specs_that_differ_from_the_task_names(task, specs):
 
 
 def test_stn_tunes_weight_decay_inside_its_bounds(task, specs):
-    trainer = STN(task, specs, _model_fn, _config(), seed=0)
+    trainer = Trainer(STN(task, specs, _model_fn, _config(), seed=0))
     trajectory = trainer.run()
     column = trajectory.names.index(WEIGHT_DECAY)
     decay = trajectory.values[:, column]
