@@ -23,6 +23,7 @@ import tensorflow as tf
 from stn.method.hyperparameters import DTYPE, HyperparameterSpec
 from stn.method.models import HyperModel
 from stn.method.optimizers import make_optimizer
+from stn.method.stn import init_generator, train_seed
 from stn.tasks.classification import ClassificationTask
 from stn.training.progress import progress_bar, progress_enabled
 from stn.training.record import DivergenceError
@@ -84,14 +85,14 @@ class FixedTrainer(tf.Module):
             raise ValueError(f"eval_every={eval_every!r} must be a positive integer")
         self.task, self.model_fn, self.eval_every = task, model_fn, eval_every
         self.names = task.names
-        self.model = model_fn(len(self.names), _init_generator(0))
+        self.model = model_fn(len(self.names), init_generator(0))
         if self.model.hyper_weights:
             raise ValueError(
                 "model_fn builds a model with hyper weights; the baselines need none "
                 "(build it with hyper=False)"
             )
         self.values = tf.Variable(tf.zeros([len(self.names)], DTYPE), name="values")
-        self.generator = tf.random.Generator.from_seed(_train_seed(0))
+        self.generator = tf.random.Generator.from_seed(train_seed(0))
         self.optimizer = make_optimizer(optimizer, learning_rate)
         self.optimizer.build(list(self.model.weights))
         self._optimizer_init = [(v, v.numpy()) for v in self.optimizer.variables]
@@ -104,12 +105,12 @@ class FixedTrainer(tf.Module):
         missing = set(self.names) - set(values)
         if missing:
             raise ValueError(f"values={dict(values)!r} lacks {sorted(missing)}")
-        fresh = self.model_fn(len(self.names), _init_generator(seed))
+        fresh = self.model_fn(len(self.names), init_generator(seed))
         for old, new in zip(self.model.weights, fresh.weights, strict=True):
             old.assign(new)
         for var, value in self._optimizer_init:
             var.assign(value)
-        self.generator.reset_from_seed(_train_seed(seed))
+        self.generator.reset_from_seed(train_seed(seed))
         self.values.assign([float(values[n]) for n in self.names])
 
     @tf.autograph.experimental.do_not_convert
@@ -296,12 +297,3 @@ def _completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def _check_trials(n_trials: int) -> None:
     if not is_positive_int(n_trials):
         raise ValueError(f"n_trials={n_trials!r} must be a positive integer")
-
-
-def _init_generator(seed: int) -> tf.random.Generator:
-    """The same weight initialisation as an STN run with this seed."""
-    return tf.random.Generator.from_seed(2 * seed)
-
-
-def _train_seed(seed: int) -> int:
-    return 2 * seed + 1
