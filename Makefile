@@ -48,7 +48,7 @@ lock: | $(STAMP) ## Re-resolve requirements.lock from pyproject.toml (keeps pins
 # .DELETE_ON_ERROR removes a target whose recipe failed, so nothing half-made looks up to date.
 # `make figures` runs every notebook even when one fails, then names the failed ones.
 .DELETE_ON_ERROR:
-STN_SOURCES := $(wildcard stn/*.py)
+STN_SOURCES := $(shell find stn -name "*.py")
 NOTEBOOK_DEPS = notebooks/$(1).ipynb $(STN_SOURCES) | $(STAMP)
 # Where results go: `make verify` reruns these rules into a scratch folder.
 FIGURES ?= figures

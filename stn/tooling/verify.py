@@ -15,8 +15,13 @@ mismatch. The tolerances:
   Wilson interval;
 * **t interval** for a loss averaged over seeds: the rerun's mean must lie in the committed
   mean's 95% confidence interval;
-* **ratio band** for timings and memory: the rerun's value within a factor of the committed one
-  (``TIMING_BAND`` at each scale).
+* **ratio band** for what the code controls of its speed and memory: a speedup (two timings
+  measured in one run, so the machine's speed cancels) and the memory a run adds above the
+  TensorFlow-import baseline lie within a factor of the committed value (``TIMING_BAND``);
+* **reported**, not compared, for absolute times (seconds, microseconds per cycle, compile time):
+  they measure the machine and whatever else it runs as much as the code. At small scale (inside
+  ``make test``) the ratio-band rows are reported too: a few cycles time mostly noise, and a
+  bound that noise can cross does not belong in the test command.
 """
 
 from __future__ import annotations
@@ -36,10 +41,12 @@ from stn.tasks.metrics import wilson_interval
 
 #: Absolute tolerance of an exact comparison.
 EXACT = 1e-12
-#: A timing must lie within this factor of the committed one, by scale. Machines of one kind
-#: differ by up to 2.5x (the eager loop: 151 ms per cycle on one, 388 ms on another), and one
-#: machine's noise is about ±20% at full scale; a small-scale run times a few cycles, noisier.
-TIMING_BAND = {"full": 3.0, "small": 5.0}
+#: A speedup or added memory must lie within this factor of the committed one, by scale; None:
+#: reported, not compared. Speedups seen at full scale on machines of this kind: 757-3235x for
+#: the fastest mode (the eager loop slows most when the machine is shared); the same run's added
+#: memory: 286-293 MiB. At small scale CI saw absolute times 5x off the reference (9456 against
+#: 1732 µs per cycle), so nothing timed is gated there.
+TIMING_BAND: dict[str, float | None] = {"full": 3.0, "small": None}
 #: Keys that are records, not results.
 NOT_NUMBERS = ("environment", "environment.*", "*_samples", "*_samples.*")
 #: The field that names an item of a list of records (a method, a seed, a scaling point).
@@ -49,8 +56,8 @@ ITEM_KEYS = ("method", "seed")
 @dataclass(frozen=True)
 class Rule:
     """How the numbers whose path matches ``pattern`` are compared: ``exact``, ``timing`` (a
-    ratio band), or ``wall`` (reported, not compared: the wall time of a notebook that runs in
-    parallel with others, so it measures what else the machine ran as much as the code).
+    ratio band, for speedups and added memory), or ``wall`` (reported, not compared: an absolute
+    time, which measures the machine and what else it ran as much as the code).
     ``show`` puts each number on its own row of the table; the others are summed up per file."""
 
     pattern: str
@@ -67,16 +74,16 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "robustness.json": (Rule("variants.*.successes", "exact", show=True),),
     "speed.json": (
         Rule("*.traces", "exact"),
-        Rule("scaling.*.cycles", "timing"),  # sized to run for a given time
+        Rule("scaling.*.cycles", "wall"),  # sized to run for a given time
         Rule("*.cycles", "exact"),
         Rule("scaling.*.width", "exact"),
         Rule("scaling.*.batch_size", "exact"),
-        Rule("modes.*.us_per_cycle", "timing", show=True),
         Rule("modes.*.speedup", "timing", show=True),
-        Rule("full_run.seconds", "timing", show=True),
         Rule("full_run.added_mib", "timing", show=True),
-        Rule("full_run.peak_mib", "timing", show=True),
-        Rule("*", "timing"),
+        Rule("modes.*.us_per_cycle", "wall", show=True),
+        Rule("full_run.seconds", "wall", show=True),
+        Rule("full_run.peak_mib", "wall", show=True),  # counts TensorFlow's file-backed pages
+        Rule("*", "wall"),
     ),
     "real_data.json": (
         Rule("table.*.seconds", "wall", show=True),
@@ -96,7 +103,7 @@ class Row:
     committed: str
     now: str
     tolerance: str
-    ok: bool | None  # None: not compared (another platform)
+    ok: bool | None  # None: not compared (another platform, or a reported time)
 
     def cells(self) -> list[str]:
         ok = {True: "ok", False: "MISMATCH", None: "not compared"}[self.ok]
@@ -156,7 +163,7 @@ _MISSING = object()
 
 
 def compare_file(
-    file: str, committed: dict, now: dict | None, same_platform: bool, band: float
+    file: str, committed: dict, now: dict | None, same_platform: bool, band: float | None
 ) -> list[Row]:
     """The rows for one results file: every number, by its rule, plus the statistical checks."""
     now_leaves = dict(leaves(now)) if now is not None else {}
@@ -167,11 +174,11 @@ def compare_file(
             continue
         other = now_leaves.get(path, _MISSING)
         digits = 12
-        if rule.kind == "timing":
+        if rule.kind == "timing" and band is not None:
             ok, tolerance = within_band(value, other, band), f"ratio in [1/{band:g}, {band:g}]"
             digits = 4
-        elif rule.kind == "wall":
-            ok, tolerance, digits = None, "reported (shares the CPU)", 4
+        elif rule.kind in ("timing", "wall"):
+            ok, tolerance, digits = None, "reported (depends on the machine)", 4
         elif other is _MISSING:
             ok, tolerance = False, f"exact (±{EXACT:g})"
         else:
