@@ -12,6 +12,7 @@ from stn.experiments import best_response as br
 from stn.experiments import toy as experiments
 from stn.method.hyperparameters import DTYPE
 from stn.method.layers import HyperDense
+from stn.method.models import ToyHyperNet
 
 EXPERIMENT = br.RidgeExperiment()
 PROBLEM = EXPERIMENT.problem()
@@ -233,7 +234,7 @@ def test_toy_ground_truth_trains_plain_networks():
     losses = br.toy_ground_truth(toy, [0.5, 2.0], [0, 1], steps=300)
     assert losses.shape == (2, 2) and np.all(np.isfinite(losses))
     assert losses[1].mean() < losses[0].mean()  # training on [−2, 2] fits [−2, 2] better
-    net = br.PlainToyNet(1, tf.random.Generator.from_seed(0), depth=2, width=3)
+    net = ToyHyperNet(1, tf.random.Generator.from_seed(0), depth=2, width=3, hyper=False)
     assert net.hyper_weights == () and len(net.elementary_weights) == 8
 
 

@@ -239,6 +239,29 @@ def search(
     return SearchResult(method, runs)
 
 
+def open_study(study_name: str, storage: str | None, seed: int, n_trials: int) -> optuna.Study:
+    """The TPE study ``study_name`` at ``storage`` (any SQLAlchemy URL, or None for memory),
+    created or loaded; TPE starts with ⌈n_trials/3⌉ random trials (at most 10)."""
+    if storage is not None and (not isinstance(storage, str) or "://" not in storage):
+        raise ValueError(
+            f"storage={storage!r} must be a database URL, e.g. 'sqlite:///optuna.db' or "
+            "'postgresql://user:password@host/db'"
+        )
+    if storage is not None and storage.startswith("sqlite:///"):  # SQLite makes no folder
+        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(
+        n_startup_trials=min(10, math.ceil(n_trials / 3)), seed=seed
+    )
+    return optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=sampler,
+        direction="minimize",
+        load_if_exists=True,
+    )
+
+
 def tpe_search(
     trainer: FixedTrainer,
     specs: Sequence[HyperparameterSpec],
@@ -252,26 +275,9 @@ def tpe_search(
     """Optuna's TPE sampler over the bounded hyperparameters, minimising the early-stopped
     validation loss. The study is stored at ``storage`` (any SQLAlchemy URL) and loaded if it
     exists, so an interrupted study resumes: only the trials still missing run. Each trial's
-    curve is stored with it. TPE starts with ⌈n_trials/3⌉ random trials (at most 10)."""
+    curve is stored with it."""
     _check_trials(n_trials)
-    if storage is not None and (not isinstance(storage, str) or "://" not in storage):
-        raise ValueError(
-            f"storage={storage!r} must be a database URL, e.g. 'sqlite:///optuna.db' or "
-            "'postgresql://user:password@host/db'"
-        )
-    if storage is not None and storage.startswith("sqlite:///"):  # SQLite makes no folder
-        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(
-        n_startup_trials=min(10, math.ceil(n_trials / 3)), seed=seed
-    )
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        sampler=sampler,
-        direction="minimize",
-        load_if_exists=True,
-    )
+    study = open_study(study_name, storage, seed, n_trials)
     bounds = {s.name: _bounds(s) for s in specs}
 
     def objective(trial: optuna.Trial) -> float:

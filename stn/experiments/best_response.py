@@ -41,8 +41,8 @@ from scipy import optimize
 from stn.experiments.baselines import FixedTrainer
 from stn.experiments.toy import VARIANTS, ToyExperiment
 from stn.method.hyperparameters import DTYPE, HyperparameterSpec, Transform, inverse_softplus
-from stn.method.layers import Dense, HyperDense
-from stn.method.models import ACTIVATIONS, HyperModel
+from stn.method.layers import HyperDense
+from stn.method.models import HyperModel, ToyHyperNet
 from stn.method.stn import STN, STNConfig
 from stn.tasks.toy import ToyTask
 from stn.training.loop import Trainer
@@ -578,6 +578,33 @@ def response_curves(
     }
 
 
+def along_the_run(
+    trajectory: Trajectory, problem: RidgeProblem, transform: LogInterval
+) -> dict[str, np.ndarray]:
+    """The run against the closed forms at every evaluation: the STN's hypergradient and the
+    exact one, both per log λ (each evaluation follows the hyperparameter steps of its cycle);
+    and the response [θ̂; dθ̂/dh] of every snapshot against θ*(λ) and dθ*/dλ."""
+    lam_run = trajectory.values[trajectory.eval_cycles - 1, 0]
+    stn_grad = trajectory.metrics["hypergradient"] / transform.log_slope(
+        transform.unconstrained(lam_run)
+    )
+    k = problem.n_features + 1
+    lam_snap = trajectory.values[trajectory.snapshot_cycles - 1, 0]
+    snap_theta, snap_slope = trajectory.snapshots[:, :k], trajectory.snapshots[:, k:]
+    snap_true_slope = problem.best_response_slope(lam_snap)
+    return {
+        "eval_cycles": trajectory.eval_cycles,
+        "lam": lam_run,
+        "stn_hypergradient": stn_grad,
+        "true_hypergradient": lam_run * problem.hypergradient(lam_run),
+        "snapshot_cycles": trajectory.snapshot_cycles,
+        "response_error": relative_error(snap_theta, problem.best_response(lam_snap)),
+        "slope_cosine": np.array(
+            [cosine(a, b) for a, b in zip(snap_slope, snap_true_slope, strict=True)]
+        ),
+    }
+
+
 def measure_run(
     trainer: Trainer,
     trajectory: Trajectory,
@@ -608,19 +635,6 @@ def measure_run(
     a_v, _ = problem.valid_gram
     tau = trainer.config.entropy_weight
 
-    # (b) per log λ; each evaluation follows the hyperparameter steps of its cycle
-    lam_run = trajectory.values[trajectory.eval_cycles - 1, 0]
-    stn_grad = trajectory.metrics["hypergradient"] / transform.log_slope(
-        transform.unconstrained(lam_run)
-    )
-    true_grad = lam_run * problem.hypergradient(lam_run)
-
-    # the response along the run, from the snapshots [θ̂; dθ̂/dh]
-    k = problem.n_features + 1
-    lam_snap = trajectory.values[trajectory.snapshot_cycles - 1, 0]
-    snap_theta, snap_slope = trajectory.snapshots[:, :k], trajectory.snapshots[:, k:]
-    snap_true_slope = problem.best_response_slope(lam_snap)
-
     predicted = problem.stn_fixed_point(sigma, transform, split, lam_star)
     return {
         "seed": trainer.stn.seed,
@@ -640,17 +654,7 @@ def measure_run(
         "equilibrium_slope_cosine": cosine(slope_u, eq_slope),
         "valid_loss_final": float(problem.valid_loss(theta)),
         "valid_loss_star": float(problem.valid_loss_at(lam_star)),
-        "run": {
-            "eval_cycles": trajectory.eval_cycles,
-            "lam": lam_run,
-            "stn_hypergradient": stn_grad,
-            "true_hypergradient": true_grad,
-            "snapshot_cycles": trajectory.snapshot_cycles,
-            "response_error": relative_error(snap_theta, problem.best_response(lam_snap)),
-            "slope_cosine": np.array(
-                [cosine(a, b) for a, b in zip(snap_slope, snap_true_slope, strict=True)]
-            ),
-        },
+        "run": along_the_run(trajectory, problem, transform),
         "curves": response_curves(trainer, problem, transform, decades),
     }
 
@@ -779,34 +783,6 @@ def scalar_rows(rows: Sequence[dict]) -> list[dict[str, object]]:
 # -- the toy's best response, measured ----------------------------------------------------------
 
 
-class PlainToyNet(HyperModel):
-    """:class:`~stn.models.ToyHyperNet` without hyper weights (plain Dense layers, the same
-    shape and initialisation), for training at a fixed ``x_range``."""
-
-    def __init__(
-        self,
-        n_hyper: int,
-        generator: tf.random.Generator,
-        depth: int = 3,
-        width: int = 4,
-        activation: str = "relu",
-        name: str = "plain_toy_net",
-    ):
-        super().__init__(name=name)
-        self.activation = ACTIVATIONS[activation]
-        self.layers = (
-            Dense(1, width, generator, name="dense_input"),
-            *(Dense(width, width, generator, name=f"hidden_{i}") for i in range(depth)),
-            Dense(width, 1, generator, name="dense_output"),
-        )
-
-    def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
-        h = self.layers[0](x)
-        for layer in self.layers[1:-1]:
-            h = self.activation(layer(h))
-        return self.layers[-1](h)
-
-
 class FixedRangeTask:
     """The toy task at a fixed ``x_range`` for ``stn.experiments.baselines.FixedTrainer``: its
     training data, evaluated by the validation loss on the task's grid of [−V, V]."""
@@ -855,10 +831,11 @@ def toy_ground_truth(
     activation) trained from scratch for ``steps`` Adam steps at each fixed ``x_range``:
     shape [len(x_ranges), len(seeds)]."""
     model_fn = functools.partial(
-        PlainToyNet,
+        ToyHyperNet,
         depth=experiment.depth,
         width=experiment.width,
         activation=experiment.activation,
+        hyper=False,
     )
     trainer = FixedTrainer(
         FixedRangeTask(experiment.task()),

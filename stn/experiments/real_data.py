@@ -30,6 +30,7 @@ from stn.experiments.baselines import (
     search,
     tpe_search,
 )
+from stn.method.hyperparameters import HyperparameterSpec
 from stn.method.models import HyperCNN, HyperMLP
 from stn.method.stn import STN, STNConfig
 from stn.tasks.classification import (
@@ -234,36 +235,34 @@ class RealDataExperiment:
         per_cycle = self.train_steps + self.valid_steps
         comparison = Comparison(seed, {}, trajectory, self.warmup_steps, per_cycle, asdict(self))
         comparison.results["stn"] = self._stn_result(comparison)
-
-        trainer = FixedTrainer(task, plain_model, "adam", self.weight_lr, self.eval_every)
-        steps, n = self.trial_steps, self.n_trials
-        searches = {
-            "grid": lambda: search(trainer, grid_points(specs, n), steps, seed, "grid", progress),
-            "random": lambda: search(
-                trainer, random_points(specs, n, seed), steps, seed, "random", progress
-            ),
-            "tpe": lambda: tpe_search(
-                trainer,
-                specs,
-                n,
-                steps,
-                seed,
-                self.storage,
-                f"{self.dataset}-{self.model}-seed{seed}-{self.fingerprint()}",
-                progress,
-            ),
-        }
-        for method, run in searches.items():
-            comparison.results[method] = MethodResult.from_search(run())
+        fixed = FixedTrainer(task, plain_model, "adam", self.weight_lr, self.eval_every)
+        comparison.results.update(self._searches(fixed, specs, seed, progress))
         stn_best = comparison.results["stn"].best
         references = {
             "fixed_initial": {s.name: s.initial for s in specs},
             "fixed_stn": {s.name: stn_best[s.name] for s in specs},
         }
         for method, values in references.items():
-            result = SearchResult(method, [trainer.run(values, self.stn_steps, seed)])
+            result = SearchResult(method, [fixed.run(values, self.stn_steps, seed)])
             comparison.results[method] = MethodResult.from_search(result)
         return comparison
+
+    def _searches(
+        self, trainer: FixedTrainer, specs: list[HyperparameterSpec], seed: int, progress: bool
+    ) -> dict[str, MethodResult]:
+        """Grid, random and TPE search, each ``n_trials`` trials of ``trial_steps`` steps."""
+        steps, n = self.trial_steps, self.n_trials
+        study = f"{self.dataset}-{self.model}-seed{seed}-{self.fingerprint()}"
+        runs = {
+            "grid": lambda: search(trainer, grid_points(specs, n), steps, seed, "grid", progress),
+            "random": lambda: search(
+                trainer, random_points(specs, n, seed), steps, seed, "random", progress
+            ),
+            "tpe": lambda: tpe_search(
+                trainer, specs, n, steps, seed, self.storage, study, progress
+            ),
+        }
+        return {method: MethodResult.from_search(run()) for method, run in runs.items()}
 
     @staticmethod
     def _stn_result(comparison: Comparison) -> MethodResult:

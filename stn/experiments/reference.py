@@ -99,64 +99,86 @@ class _DesignModel(tf.Module):
         return self.perturbation
 
 
-def design_doc_loop(cycles: int, seed: int = 39, batch_size: int = 100) -> float:
-    """Run the design document's loop for ``cycles`` cycles (5 warm-up steps, then 2 weight and
-    2 hyper steps and an evaluation per cycle); return the seconds per cycle after warm-up."""
-    tf.random.set_seed(seed)
-    min_val, max_val = tf.constant(0.01, DTYPE), tf.constant(10, DTYPE)
-    unc_x_range = tf.Variable(math.log(0.49 / 9.5), dtype=DTYPE)  # s_logit(0.5, 0.01, 10)
-    scale_x_range = tf.Variable(math.log(math.expm1(0.5)), dtype=DTYPE)  # inv_softplus(0.5)
-    gen = tf.random.Generator.from_seed(42)
-    perturbation = tf.Variable(gen.normal(shape=(batch_size, 1), dtype=DTYPE))
-    fn = _Helpers()
-    model = _DesignModel(fn, unc_x_range, scale_x_range, perturbation, batch_size)
-    hyper = {id(unc_x_range), id(scale_x_range), id(perturbation)}
-    weights = [v for v in model.variables if id(v) not in hyper]
-    opt_weights = tf.keras.optimizers.Adam(learning_rate=0.01)
-    opt_hyper = tf.keras.optimizers.Adam(learning_rate=0.003)
-    opt_scale = tf.keras.optimizers.Adam(learning_rate=0.003)
-    entropy_coefficient = tf.constant(0.001, dtype=DTYPE)
+class _DesignLoop:
+    """The design document's state and its two steps: weights on perturbed λ, then λ and its
+    scale, each with its own Keras optimizer, every loss pulled back to NumPy."""
 
-    def weights_training_step():
-        model.update_perturbations(gen)
-        x_train = fn.make_training_data_tensor(
-            unc_x_range, scale_x_range, perturbation, batch_size, min_val, max_val, gen
+    def __init__(self, seed: int, batch_size: int):
+        tf.random.set_seed(seed)
+        self.batch_size = batch_size
+        self.min_val, self.max_val = tf.constant(0.01, DTYPE), tf.constant(10, DTYPE)
+        self.unc_x_range = tf.Variable(math.log(0.49 / 9.5), dtype=DTYPE)  # s_logit(0.5, .01, 10)
+        self.scale_x_range = tf.Variable(math.log(math.expm1(0.5)), dtype=DTYPE)  # inv_softplus
+        self.gen = tf.random.Generator.from_seed(42)
+        self.perturbation = tf.Variable(self.gen.normal(shape=(batch_size, 1), dtype=DTYPE))
+        self.fn = _Helpers()
+        self.model = _DesignModel(
+            self.fn, self.unc_x_range, self.scale_x_range, self.perturbation, batch_size
+        )
+        hyper = {id(self.unc_x_range), id(self.scale_x_range), id(self.perturbation)}
+        self.weights = [v for v in self.model.variables if id(v) not in hyper]
+        self.opt_weights = tf.keras.optimizers.Adam(learning_rate=0.01)
+        self.opt_hyper = tf.keras.optimizers.Adam(learning_rate=0.003)
+        self.opt_scale = tf.keras.optimizers.Adam(learning_rate=0.003)
+        self.entropy_coefficient = tf.constant(0.001, dtype=DTYPE)
+        self.x_eval = tf.constant(np.expand_dims(np.linspace(-2.0, 2.0, 100), 1), dtype=DTYPE)
+        self.y_eval = self.x_eval ** tf.constant(2.0, dtype=DTYPE)
+        self.trajectory: list[tuple[float, ...]] = []
+
+    def weights_training_step(self) -> float:
+        self.model.update_perturbations(self.gen)
+        x_train = self.fn.make_training_data_tensor(
+            self.unc_x_range,
+            self.scale_x_range,
+            self.perturbation,
+            self.batch_size,
+            self.min_val,
+            self.max_val,
+            self.gen,
         )
         y_train = x_train ** tf.constant(2.0, dtype=DTYPE)
         with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(weights)
-            loss = tf.keras.losses.MSE(y_train, model(x_train, training=True))
-        grads = tape.gradient(loss, weights)
-        opt_weights.apply_gradients(zip(grads, weights, strict=True))
+            tape.watch(self.weights)
+            loss = tf.keras.losses.MSE(y_train, self.model(x_train, training=True))
+        grads = tape.gradient(loss, self.weights)
+        self.opt_weights.apply_gradients(zip(grads, self.weights, strict=True))
         return np.sum(loss.numpy())
 
-    def hyperparameters_training_step():
-        model.update_perturbations(gen)
-        x_train = gen.uniform(shape=(batch_size, 1), minval=-2.0, maxval=2.0, dtype=DTYPE)
+    def hyperparameters_training_step(self) -> float:
+        self.model.update_perturbations(self.gen)
+        shape = (self.batch_size, 1)
+        x_train = self.gen.uniform(shape=shape, minval=-2.0, maxval=2.0, dtype=DTYPE)
         y_train = x_train ** tf.constant(2.0, dtype=DTYPE)
-        for var, opt in ((unc_x_range, opt_hyper), (scale_x_range, opt_scale)):
+        for var, opt in ((self.unc_x_range, self.opt_hyper), (self.scale_x_range, self.opt_scale)):
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(var)
-                y_pred = model(x_train, training=True)
+                y_pred = self.model(x_train, training=True)
                 loss = tf.keras.losses.MSE(y_train, y_pred) - (
-                    entropy_coefficient * fn.entropy_term(scale_x_range)
+                    self.entropy_coefficient * self.fn.entropy_term(self.scale_x_range)
                 )
             opt.apply_gradients(zip([tape.gradient(loss, var)], [var], strict=True))
         return np.sum(loss.numpy())
 
-    x_eval = tf.constant(np.expand_dims(np.linspace(-2.0, 2.0, 100), 1), dtype=DTYPE)
-    y_eval = x_eval ** tf.constant(2.0, dtype=DTYPE)
-    trajectory: list[tuple[float, ...]] = []
+    def cycle(self) -> None:
+        """Two weight steps, two hyper steps, an evaluation pulled back to NumPy."""
+        for _ in range(2):
+            wloss = self.weights_training_step()
+        for _ in range(2):
+            hloss = self.hyperparameters_training_step()
+        y_pred = self.model(self.x_eval, training=False)
+        dist = float(np.max(np.abs(self.y_eval.numpy() - y_pred.numpy())))
+        x_range = self.fn.s_sigmoid(self.unc_x_range, self.min_val, self.max_val).numpy()
+        scale = tf.math.softplus(self.scale_x_range).numpy()
+        self.trajectory.append((x_range, scale, wloss, hloss, dist))
+
+
+def design_doc_loop(cycles: int, seed: int = 39, batch_size: int = 100) -> float:
+    """Run the design document's loop for ``cycles`` cycles (5 warm-up steps, then 2 weight and
+    2 hyper steps and an evaluation per cycle); return the seconds per cycle after warm-up."""
+    loop = _DesignLoop(seed, batch_size)
     for _ in range(5):
-        weights_training_step()
+        loop.weights_training_step()
     start = time.perf_counter()
     for _ in range(cycles):
-        for _ in range(2):
-            wloss = weights_training_step()
-        for _ in range(2):
-            hloss = hyperparameters_training_step()
-        y_pred = model(x_eval, training=False)
-        dist = float(np.max(np.abs(y_eval.numpy() - y_pred.numpy())))
-        x_range = fn.s_sigmoid(unc_x_range, min_val, max_val).numpy()
-        trajectory.append((x_range, tf.math.softplus(scale_x_range).numpy(), wloss, hloss, dist))
+        loop.cycle()
     return (time.perf_counter() - start) / cycles

@@ -45,7 +45,9 @@ class HyperModel(tf.Module):
 
 class ToyHyperNet(HyperModel):
     """The design document's deep ReLU net for x²: a linear input layer, ``depth`` hidden layers
-    of ``width`` units with an activation, and a linear output, every layer a HyperDense."""
+    of ``width`` units with an activation, and a linear output, every layer a HyperDense.
+    ``hyper=False`` builds the same network from plain ``Dense`` layers (no hyper weights) for
+    training at fixed hyperparameters."""
 
     def __init__(
         self,
@@ -56,6 +58,7 @@ class ToyHyperNet(HyperModel):
         per_unit: bool = True,
         hyper_init: str = "paper",
         activation: str = "relu",
+        hyper: bool = True,
         name: str = "toy_hypernet",
     ):
         super().__init__(name=name)
@@ -65,7 +68,9 @@ class ToyHyperNet(HyperModel):
         check_choice("activation", activation, tuple(ACTIVATIONS))
         self.activation = ACTIVATIONS[activation]
 
-        def dense(n_in: int, n_out: int, layer_name: str) -> HyperDense:
+        def dense(n_in: int, n_out: int, layer_name: str) -> HyperDense | Dense:
+            if not hyper:
+                return Dense(n_in, n_out, generator, name=layer_name)
             return HyperDense(
                 n_in, n_out, n_hyper, generator, per_unit, hyper_init, name=layer_name
             )
@@ -76,8 +81,8 @@ class ToyHyperNet(HyperModel):
             dense(width, 1, "dense_output"),
         )
 
-    def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor) -> tf.Tensor:
-        """x [batch, 1], hnet_input [batch, H] → prediction [batch, 1]."""
+    def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
+        """x [batch, 1], hnet_input [batch, H] (None without hyper weights) → [batch, 1]."""
         h = self.layers[0](x, hnet_input)
         for layer in self.layers[1:-1]:
             h = self.activation(layer(h, hnet_input))

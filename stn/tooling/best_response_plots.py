@@ -19,52 +19,65 @@ def response_plot(rows: Mapping[str, Sequence[dict]], coordinates: int = 3) -> p
     1 − slope cosine along the runs."""
     fig, axes = plt.subplots(len(rows), 3, figsize=(14, 3.6 * len(rows)), squeeze=False)
     for (name, runs), (loss_ax, theta_ax, run_ax) in zip(rows.items(), axes, strict=True):
-        for k, row in enumerate(runs):
-            c = row["curves"]
-            color = SEED_COLORS(k % 10)
-            loss_ax.plot(c["lam"], c["stn_loss"], color=color, lw=0.8, alpha=0.8)
-            if k == 0:
-                loss_ax.plot(c["lam"], c["true_loss"], "k", lw=2, label=r"$F(\theta^*(\lambda))$")
-            loss_ax.plot(
-                row["lambda_final"], np.interp(row["lambda_final"], c["lam"], c["stn_loss"]),
-                "o", color=color, ms=4,
-            )  # fmt: skip
-        loss_ax.plot([], [], color="gray", lw=0.8, label=r"$F(\hat\theta_\phi(\lambda))$, per seed")
-        loss_ax.axvline(runs[0]["lambda_star"], color="k", ls=":", lw=0.8, label=r"$\lambda^*$")
-        loss_ax.set_xscale("log")
-        loss_ax.set_xlabel(r"$\lambda$")
-        loss_ax.set_ylabel("validation loss")
-        loss_ax.set_title(f"{name}: the response's validation loss, φ frozen", fontsize=9)
-        loss_ax.legend(fontsize=7)
-
-        c = runs[0]["curves"]
-        i = np.argmin(np.abs(c["lam"] - runs[0]["lambda_final"]))
-        steep = np.argsort(-np.abs(np.gradient(c["true_theta"][:, :-1], axis=0)[i]))[:coordinates]
-        for j, coord in enumerate(steep):
-            color = SEED_COLORS(j)
-            theta_ax.plot(c["lam"], c["true_theta"][:, coord], color=color, lw=2)
-            theta_ax.plot(c["lam"], c["stn_theta"][:, coord], color=color, ls="--", lw=1.2)
-        theta_ax.plot([], [], "k", lw=2, label=r"$\theta^*_j(\lambda)$")
-        theta_ax.plot([], [], "k--", lw=1.2, label=r"$\hat\theta_{\phi,j}(\lambda)$")
-        theta_ax.axvline(runs[0]["lambda_final"], color="gray", lw=0.8, label=r"$\lambda_{final}$")
-        theta_ax.set_xscale("log")
-        theta_ax.set_xlabel(r"$\lambda$")
-        theta_ax.set_title(f"seed {runs[0]['seed']}: steepest weights", fontsize=9)
-        theta_ax.legend(fontsize=7)
-
-        for k, row in enumerate(runs):
-            r = row["run"]
-            label = (None, None) if k else ("response error", "1 − slope cosine")
-            run_ax.plot(r["snapshot_cycles"], r["response_error"], color="tab:blue", lw=0.7,
-                        alpha=0.7, label=label[0])  # fmt: skip
-            run_ax.plot(r["snapshot_cycles"], 1 - r["slope_cosine"], color="tab:red", lw=0.7,
-                        alpha=0.7, label=label[1])  # fmt: skip
-        run_ax.set_yscale("log")
-        run_ax.set_xlabel("cycle")
-        run_ax.set_title("along the runs (every seed)", fontsize=9)
-        run_ax.legend(fontsize=7)
+        _response_loss_panel(loss_ax, name, runs)
+        _response_theta_panel(theta_ax, runs, coordinates)
+        _response_run_panel(run_ax, runs)
     fig.tight_layout()
     return fig
+
+
+def _response_loss_panel(loss_ax: plt.Axes, name: str, runs: Sequence[dict]) -> None:
+    """F(θ̂_φ(λ)) per seed against F(θ*(λ)), with each run's λ_final and λ*."""
+    for k, row in enumerate(runs):
+        c = row["curves"]
+        color = SEED_COLORS(k % 10)
+        loss_ax.plot(c["lam"], c["stn_loss"], color=color, lw=0.8, alpha=0.8)
+        if k == 0:
+            loss_ax.plot(c["lam"], c["true_loss"], "k", lw=2, label=r"$F(\theta^*(\lambda))$")
+        loss_ax.plot(
+            row["lambda_final"], np.interp(row["lambda_final"], c["lam"], c["stn_loss"]),
+            "o", color=color, ms=4,
+        )  # fmt: skip
+    loss_ax.plot([], [], color="gray", lw=0.8, label=r"$F(\hat\theta_\phi(\lambda))$, per seed")
+    loss_ax.axvline(runs[0]["lambda_star"], color="k", ls=":", lw=0.8, label=r"$\lambda^*$")
+    loss_ax.set_xscale("log")
+    loss_ax.set_xlabel(r"$\lambda$")
+    loss_ax.set_ylabel("validation loss")
+    loss_ax.set_title(f"{name}: the response's validation loss, φ frozen", fontsize=9)
+    loss_ax.legend(fontsize=7)
+
+
+def _response_theta_panel(theta_ax: plt.Axes, runs: Sequence[dict], coordinates: int) -> None:
+    """The first seed's steepest weights: θ̂_φ,j(λ) against θ*_j(λ)."""
+    c = runs[0]["curves"]
+    i = np.argmin(np.abs(c["lam"] - runs[0]["lambda_final"]))
+    steep = np.argsort(-np.abs(np.gradient(c["true_theta"][:, :-1], axis=0)[i]))[:coordinates]
+    for j, coord in enumerate(steep):
+        color = SEED_COLORS(j)
+        theta_ax.plot(c["lam"], c["true_theta"][:, coord], color=color, lw=2)
+        theta_ax.plot(c["lam"], c["stn_theta"][:, coord], color=color, ls="--", lw=1.2)
+    theta_ax.plot([], [], "k", lw=2, label=r"$\theta^*_j(\lambda)$")
+    theta_ax.plot([], [], "k--", lw=1.2, label=r"$\hat\theta_{\phi,j}(\lambda)$")
+    theta_ax.axvline(runs[0]["lambda_final"], color="gray", lw=0.8, label=r"$\lambda_{final}$")
+    theta_ax.set_xscale("log")
+    theta_ax.set_xlabel(r"$\lambda$")
+    theta_ax.set_title(f"seed {runs[0]['seed']}: steepest weights", fontsize=9)
+    theta_ax.legend(fontsize=7)
+
+
+def _response_run_panel(run_ax: plt.Axes, runs: Sequence[dict]) -> None:
+    """Response error and 1 − slope cosine at every snapshot of every run."""
+    for k, row in enumerate(runs):
+        r = row["run"]
+        label = (None, None) if k else ("response error", "1 − slope cosine")
+        run_ax.plot(r["snapshot_cycles"], r["response_error"], color="tab:blue", lw=0.7,
+                    alpha=0.7, label=label[0])  # fmt: skip
+        run_ax.plot(r["snapshot_cycles"], 1 - r["slope_cosine"], color="tab:red", lw=0.7,
+                    alpha=0.7, label=label[1])  # fmt: skip
+    run_ax.set_yscale("log")
+    run_ax.set_xlabel("cycle")
+    run_ax.set_title("along the runs (every seed)", fontsize=9)
+    run_ax.legend(fontsize=7)
 
 
 def hypergradient_plot(rows: Mapping[str, Sequence[dict]]) -> plt.Figure:
@@ -115,6 +128,16 @@ def lambda_plot(
     against the predicted fixed points of the STN in equilibrium (joint and Delta-STN's split
     weight step) and the minimiser of the smoothed objective, as functions of σ."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2))
+    _lambda_adaptive_panel(left, rows, band_sigmas)
+    _lambda_fixed_panel(right, rows, sweep, curves)
+    fig.tight_layout()
+    return fig
+
+
+def _lambda_adaptive_panel(
+    left: plt.Axes, rows: Mapping[str, Sequence[dict]], band_sigmas: float
+) -> None:
+    """λ_final of each seed per variant, its ±band_sigmas·σ band, and the predicted λ."""
     names = list(rows)
     lam_star = next(iter(rows.values()))[0]["lambda_star"]
     for i, name in enumerate(names):
@@ -134,6 +157,16 @@ def lambda_plot(
     left.set_title("where λ ends (σ tuned by the entropy term)", fontsize=9)
     left.legend(fontsize=7)
 
+
+def _lambda_fixed_panel(
+    right: plt.Axes,
+    rows: Mapping[str, Sequence[dict]],
+    sweep: Mapping[str, Sequence[dict]],
+    curves: Mapping[str, np.ndarray],
+) -> None:
+    """λ_final at each fixed σ against the predicted fixed points as functions of σ."""
+    names = list(rows)
+    lam_star = next(iter(rows.values()))[0]["lambda_star"]
     right.plot(curves["sigma"], curves["joint"], "k-", lw=1.2, label="predicted, joint step")
     right.plot(curves["sigma"], curves["split"], "k--", lw=1.2, label="predicted, split step")
     right.plot(curves["sigma"], curves["smoothed"], color="tab:gray", ls="-.", lw=1.2,
@@ -151,8 +184,6 @@ def lambda_plot(
     right.set_ylabel(r"$\lambda_{final}$")
     right.set_title("the perturbation's bias", fontsize=9)
     right.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
 
 
 def toy_sweep_plot(sweep: Mapping[str, object], validation_range: float, factor: float,

@@ -242,13 +242,7 @@ def execute(
     check_parameters(notebook, parameters)
     stage = None
     if publish is not None:
-        if "output_dir" in parameters:
-            raise ValueError("give output_dir or publish, not both: publish sets output_dir")
-        stage = Path(staging) / Path(output).stem
-        shutil.rmtree(stage, ignore_errors=True)
-        stage.mkdir(parents=True)
-        relative = os.path.relpath(stage, Path(notebook).parent)
-        parameters = {**parameters, "output_dir": relative}
+        stage, parameters = staged(notebook, output, parameters, staging)
     try:
         with atomic_path(output) as tmp:
             with _environment(KERNEL_ENVIRONMENT):  # the kernel inherits it
@@ -269,6 +263,23 @@ def execute(
         if stage is not None:
             shutil.rmtree(stage, ignore_errors=True)
     return Path(output)
+
+
+def staged(
+    notebook: str | os.PathLike,
+    output: str | os.PathLike,
+    parameters: Mapping[str, object],
+    staging: str | os.PathLike,
+) -> tuple[Path, dict[str, object]]:
+    """A fresh, empty staging folder for one notebook's outputs, and the parameters that point
+    its ``output_dir`` there (relative to the notebook, which runs in its own folder)."""
+    if "output_dir" in parameters:
+        raise ValueError("give output_dir or publish, not both: publish sets output_dir")
+    stage = Path(staging) / Path(output).stem
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    relative = os.path.relpath(stage, Path(notebook).parent)
+    return stage, {**parameters, "output_dir": relative}
 
 
 def move_tree(source: Path, destination: Path) -> list[Path]:
