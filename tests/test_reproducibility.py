@@ -323,3 +323,23 @@ def test_wall_times_of_parallel_notebooks_are_reported_not_compared():
     now["table"][0]["valid_loss"] = 0.6
     rows = {row.quantity: row for row in compare_file("real_data.json", committed, now, True, 3)}
     assert rows["real_data.json: table.stn.valid_loss"].ok is False
+
+
+def test_the_glance_gives_delta_stn_rates_when_the_study_ran_them(tmp_path):
+    figures = tmp_path / "figures"
+    shutil.copytree(FIGURES, figures, ignore=shutil.ignore_patterns("*.png", "*.gif", "*.csv"))
+
+    def with_delta(d):
+        row = {"successes": 27, "runs": 30}
+        d["variants"].update({"delta-stn": row, "delta-stn + leaky ReLU": {**row, "successes": 29}})
+
+    def without_delta(d):
+        d["variants"].pop("delta-stn", None)
+        d["variants"].pop("delta-stn + leaky ReLU", None)
+
+    edit(figures, "robustness.json", with_delta)
+    text = readme.glance(lambda name: json.loads((figures / name).read_text()))
+    assert "; 27 of 30 for Delta-STN as published, 29 of 30 with leaky ReLU." in text
+    edit(figures, "robustness.json", without_delta)
+    text = readme.glance(lambda name: json.loads((figures / name).read_text()))
+    assert "Delta-STN" not in text and "per-unit scale." in text

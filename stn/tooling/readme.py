@@ -37,6 +37,8 @@ def glance(results: Results) -> str:
     def rate(name: str) -> str:
         return f"{variants[name]['successes']} of {variants[name]['runs']}"
 
+    delta = {"delta-stn": "for Delta-STN as published", "delta-stn + leaky ReLU": "with leaky ReLU"}
+    delta_text = ", ".join(f"{rate(n)} {label}" for n, label in delta.items() if n in variants)
     interval = paired["interval_95"]
     interval_text = (
         "" if interval is None else f", 95% interval [{interval[0]:+.3f}, {interval[1]:+.3f}]"
@@ -45,7 +47,8 @@ def glance(results: Results) -> str:
         [
             f"- **Toy problem, default variant** ({default}): succeeds on {rate(default)} "
             f"held-out seeds, against {rate('per-layer scale')} for the design document's "
-            f"per-layer scale and {rate('per-unit scale')} for the paper's per-unit scale.",
+            f"per-layer scale and {rate('per-unit scale')} for the paper's per-unit scale"
+            + (f"; {delta_text}." if delta_text else "."),
             f"- **Speed:** {speed['modes'][fastest]['us_per_cycle']:.0f} µs per cycle in "
             f"compiled chunks ({fastest}), against {eager / 1000:.0f} ms for the design "
             f"document's eager loop in the same run ({speed['modes'][fastest]['speedup']:.0f}×). "
