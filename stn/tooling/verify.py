@@ -55,8 +55,8 @@ ITEM_KEYS = ("method", "seed")
 
 @dataclass(frozen=True)
 class Rule:
-    """How the numbers whose path matches ``pattern`` are compared: ``exact``, ``timing`` (a
-    ratio band, for speedups and added memory), or ``wall`` (reported, not compared: an absolute
+    """How the numbers whose path matches ``pattern`` are compared: ``exact``, ``ratio`` (a
+    ratio band, for speedups and added memory), or ``reported`` (not compared: an absolute
     time, which measures the machine and what else it ran as much as the code).
     ``show`` puts each number on its own row of the table; the others are summed up per file."""
 
@@ -74,24 +74,24 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "robustness.json": (Rule("variants.*.successes", "exact", show=True),),
     "speed.json": (
         Rule("*.traces", "exact"),
-        Rule("scaling.*.cycles", "wall"),  # sized to run for a given time
+        Rule("scaling.*.cycles", "reported"),  # sized to run for a given time
         Rule("*.cycles", "exact"),
         Rule("scaling.*.width", "exact"),
         Rule("scaling.*.batch_size", "exact"),
-        Rule("modes.*.speedup", "timing", show=True),
-        Rule("full_run.added_mib", "timing", show=True),
-        Rule("modes.*.us_per_cycle", "wall", show=True),
-        Rule("full_run.seconds", "wall", show=True),
-        Rule("full_run.peak_mib", "wall", show=True),  # counts TensorFlow's file-backed pages
-        Rule("*", "wall"),
+        Rule("modes.*.speedup", "ratio", show=True),
+        Rule("full_run.added_mib", "ratio", show=True),
+        Rule("modes.*.us_per_cycle", "reported", show=True),
+        Rule("full_run.seconds", "reported", show=True),
+        Rule("full_run.peak_mib", "reported", show=True),  # counts TensorFlow's file-backed pages
+        Rule("*", "reported"),
     ),
     "real_data.json": (
-        Rule("table.*.seconds", "wall", show=True),
+        Rule("table.*.seconds", "reported", show=True),
         Rule("table.*.valid_loss", "exact", show=True),
         Rule("table.*.test_loss", "exact", show=True),
         Rule("claims.*.as_good", "exact", show=True),
     ),
-    "real_data_results.json": (Rule("*.seconds", "wall"),),
+    "real_data_results.json": (Rule("*.seconds", "reported"),),
 }
 
 
@@ -167,17 +167,17 @@ def compare_file(
 ) -> list[Row]:
     """The rows for one results file: every number, by its rule, plus the statistical checks."""
     now_leaves = dict(leaves(now)) if now is not None else {}
-    rows, hidden = [], {"exact": [], "timing": [], "wall": []}
+    rows, hidden = [], {"exact": [], "ratio": [], "reported": []}
     for path, value in leaves(committed):
         rule = rule_for(file, path)
         if rule is None:
             continue
         other = now_leaves.get(path, _MISSING)
         digits = 12
-        if rule.kind == "timing" and band is not None:
+        if rule.kind == "ratio" and band is not None:
             ok, tolerance = within_band(value, other, band), f"ratio in [1/{band:g}, {band:g}]"
             digits = 4
-        elif rule.kind in ("timing", "wall"):
+        elif rule.kind in ("ratio", "reported"):
             ok, tolerance, digits = None, "reported (depends on the machine)", 4
         elif other is _MISSING:
             ok, tolerance = False, f"exact (±{EXACT:g})"
