@@ -2,7 +2,8 @@
 
 The package is layered; each layer imports only the ones above it in this list:
 
-* ``stn.util``: validation helpers, atomic file writes, the XLA setting of the entry points;
+* ``stn.util``: validation helpers and settings dataclasses, atomic file writes, the XLA
+  setting of the entry points;
 * ``stn.method``: hyperparameter spaces, hyper layers, hypermodels, optimizers, the variants and
   :class:`STN`, the state and steps of Algorithm 1;
 * ``stn.training``: the compiled loop (:class:`Trainer`), the run record, checkpoints, summaries;

@@ -1,6 +1,7 @@
 """Notebook parameters (declared and checked in every notebook), the checked runner, and
 reproducible executed notebooks."""
 
+import dataclasses
 import math
 import multiprocessing
 import os
@@ -15,16 +16,14 @@ import pytest
 from stn.tooling.notebooks import (
     INJECTED_CELL_ID,
     WIDGET_VIEW,
-    Parameter,
-    check_notebook_parameters,
     check_parameters,
-    check_values,
     clean_notebook,
     execute,
     main,
     notebook_parameters,
     rebase_links,
 )
+from stn.util.settings import Parameter, Settings, check_values, setting
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 NAMES = ("toy_stn", "benchmark", "robustness", "real_data", "your_model", "best_response")
@@ -34,7 +33,7 @@ TOY = NOTEBOOKS / "toy_stn.ipynb"
 def validation_cell(name: str) -> tuple[int, str]:
     """The index and source of the notebook's parameter-validation cell."""
     cells = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).cells
-    (index,) = [i for i, c in enumerate(cells) if "check_notebook_parameters(" in c.source]
+    (index,) = [i for i, c in enumerate(cells) if ".from_namespace(globals())" in c.source]
     return index, cells[index].source
 
 
@@ -122,10 +121,39 @@ def test_unknown_names_list_the_allowed_ones():
         check_values({"a": 1, "width": 2, "b": "x"}, declared)
 
 
-def test_notebook_check_ignores_what_is_not_a_parameter():
+@dataclasses.dataclass(frozen=True)
+class Study(Settings):
+    seed: int = setting(ge=0)
+    lr: float = setting(gt=0)
+    target: float | None = setting(gt=0)
+    seeds: list[int] = setting([0], min_length=1, items={"ge": 0})
+    low: float = setting(0.0)
+    high: float = setting(1.0)
+
+    def check_together(self):
+        if not self.low < self.high:
+            raise ValueError(f"low={self.low!r} must be below high={self.high!r}")
+
+
+def test_settings_read_their_types_from_the_annotations():
+    parameters = Study.parameters()
+    assert parameters["seed"] == Parameter(int, ge=0)
+    assert parameters["target"] == Parameter(float, gt=0, none=True)
+    assert parameters["seeds"] == Parameter(list, items=Parameter(int, ge=0), min_length=1)
+    Study(seed=0, lr=1, target=None)
+    with pytest.raises(ValueError, match=r"^parameter seed=True has type bool; allowed: int$"):
+        Study(seed=True, lr=1, target=None)
+    with pytest.raises(ValueError, match=r"^parameter seeds\[1\]=-1 is out of range"):
+        Study(seed=0, lr=1, target=None, seeds=[0, -1])
+    with pytest.raises(ValueError, match=r"^low=2 must be below high=1.0$"):
+        Study(seed=0, lr=1, target=None, low=2)
+
+
+def test_settings_from_a_namespace_ignore_what_is_not_a_parameter():
     namespace = {
         "seed": 3,
         "lr": 1,
+        "target": 0.5,
         "__name__": "__main__",
         "__builtins__": __builtins__,
         "_": None,
@@ -137,28 +165,28 @@ def test_notebook_check_ignores_what_is_not_a_parameter():
         "quit": object,
         "open": open,
         "os": os,  # a module
-        "Parameter": Parameter,  # a class
-        "check_notebook_parameters": check_notebook_parameters,  # a function
+        "Study": Study,  # a class
+        "check_values": check_values,  # a function
     }
-    declared = {"seed": Parameter(int, ge=0), "lr": Parameter(float, gt=0)}
-    check_notebook_parameters(namespace, **declared)
-    with pytest.raises(ValueError, match=r"^unknown parameter widht=8; allowed: lr, seed$"):
-        check_notebook_parameters({**namespace, "widht": 8}, **declared)
+    assert Study.from_namespace(namespace) == Study(seed=3, lr=1, target=0.5)
+    with pytest.raises(ValueError, match=r"^unknown parameter widht=8; allowed: high, low, lr,"):
+        Study.from_namespace({**namespace, "widht": 8})
     with pytest.raises(ValueError, match=r"^parameter lr=0 is out of range; allowed: > 0$"):
-        check_notebook_parameters({**namespace, "lr": 0}, **declared)
-    with pytest.raises(ValueError, match="parameter depth is declared but the parameters cell"):
-        check_notebook_parameters(namespace, depth=Parameter(int), **declared)
+        Study.from_namespace({**namespace, "lr": 0})
+    with pytest.raises(ValueError, match="parameter target is required but the parameters cell"):
+        Study.from_namespace({k: v for k, v in namespace.items() if k != "target"})
 
 
 # --- every notebook's validation cell, without a kernel ---------------------------------------
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_validation_cell_follows_the_parameters_cell_and_passes_the_defaults(name):
+def test_a_notebook_opens_with_its_parameters_and_their_check(name):
     cells = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4).cells
-    index, _ = validation_cell(name)
-    assert "parameters" in cells[index - 1].metadata.get("tags", [])
-    assert "validates the parameters" in cells[index + 1].source  # the markdown sentence
+    index, source = validation_cell(name)
+    assert index == 1 and "parameters" in cells[0].metadata.get("tags", [])
+    assert len(source.splitlines()) <= 3  # one short cell, then the narrative
+    assert cells[2].cell_type == "markdown" and cells[2].source.startswith("# ")
     run_validation_cell(name)  # every default declared and allowed, nothing undeclared
 
 
@@ -206,6 +234,17 @@ def test_validation_cell_follows_the_parameters_cell_and_passes_the_defaults(nam
             r"initial_weight_decay=0.0 is out of range; allowed: > 0.0 and < 0.01$",
         ),
         ("your_model", {"cycles": 30}, r"cycles=30 is not allowed; it must be a multiple of 2 \* "),
+        (
+            "real_data",
+            {"stn_cycles": 3000, "trial_steps": 100},
+            r"^STN's 9099 steps exceed a fifth of each search's 800",
+        ),
+        (
+            "best_response",
+            {"lambda_init": 20.0},
+            r"^lambda_init=20.0 is not allowed; it must lie strictly between lower=0.0001 ",
+        ),
+        ("best_response", {"toy_low": 7.0}, r"^toy_low=7.0 is not allowed; it must be below"),
     ],
 )
 def test_validation_cell_refuses(name, overrides, message):

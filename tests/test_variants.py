@@ -141,12 +141,12 @@ def test_the_toy_notebook_runs_the_variant_it_names(name, width):
     """``-p variant "centered + split step + width 8"`` with the notebook's other defaults
     builds width 8: the notebook's parameters do not override the variant's settings."""
     parameters = {**notebook_parameters(NOTEBOOKS / "toy_stn.ipynb"), "variant": name}
-    experiment = toy.from_notebook(parameters)
+    experiment = toy.ToySettings(**parameters).experiment()
     assert experiment.width == width
     model = experiment.build().model
     assert model.layers[1].w.shape == (width, width)
     assert experiment.validation_range == parameters["validation_range"]
-    assert toy.from_notebook({**parameters, "width": 6}).width == 6
+    assert toy.ToySettings(**{**parameters, "width": 6}).experiment().width == 6
 
 
 def test_a_delta_stn_chunk_compiles_once():

@@ -19,6 +19,7 @@ import numpy as np
 
 from stn.experiments.reference import design_doc_loop
 from stn.experiments.toy import ToyExperiment
+from stn.util.settings import Settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,24 @@ class Mode:
             max_cycles=self.cycles,
             target=None,  # time a fixed number of cycles
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkSettings(Settings):
+    """The benchmark notebook's settings: what is timed, and the claims' bounds."""
+
+    repeats: int = setting(ge=1)
+    eager_cycles: int = setting(ge=1)
+    max_cycles: int = setting(ge=1)
+    batch_sizes: list[int] = setting(min_length=1, items={"ge": 1})
+    widths: list[int] = setting(min_length=1, items={"ge": 1})
+    scaling_seconds: float = setting(gt=0)
+    memory_cycles: int = setting(ge=1)
+    min_speedup: float = setting(gt=0)
+    max_us_per_cycle: float = setting(gt=0)
+    max_full_run_seconds: float = setting(gt=0)
+    max_added_mib: float = setting(gt=0)
+    output_dir: str = setting()
 
 
 def default_modes(max_cycles: int = 10000) -> list[Mode]:

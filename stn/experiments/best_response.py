@@ -1,4 +1,4 @@
-"""The best response checked against ground truth (issue 12, parts 1 and 2).
+"""The best response checked against ground truth.
 
 **Ridge regression, exact.** One hyperparameter, the weight decay λ, tuned on a log scale inside
 bounds [a, b]. The model is linear, θ = [w; b] (kernel and bias), and the losses are
@@ -48,6 +48,7 @@ from stn.tasks.toy import ToyTask
 from stn.training.loop import Trainer
 from stn.training.progress import progress_bar
 from stn.training.record import Trajectory
+from stn.util.settings import Settings, setting
 
 Batch = tuple[tf.Tensor, ...]
 
@@ -520,6 +521,72 @@ def ridge_variant(name: str, **overrides: object) -> RidgeExperiment:
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; allowed: {', '.join(sorted(mine))}")
     return RidgeExperiment(**{**settings, "options": options, **overrides})
+
+
+@dataclass(frozen=True)
+class BestResponseSettings(Settings):
+    """The best-response notebook's settings: the ridge problem, the STN, the claims' bounds
+    and the toy explorer."""
+
+    variants: list[str] = setting(min_length=1, unique=True, items={"choices": VARIANTS})
+    n_seeds: int = setting(ge=1)
+    max_cycles: int = setting(ge=1)
+    data_seed: int = setting(ge=0)
+    n_train: int = setting(ge=1)
+    n_valid: int = setting(ge=1)
+    n_features: int = setting(ge=1)
+    noise: float = setting(gt=0)
+    signal: float = setting(gt=0)
+    lower: float = setting(gt=0)
+    upper: float = setting(gt=0)
+    lambda_init: float = setting(gt=0)
+    weight_lr: float = setting(gt=0)
+    hyper_lr: float = setting(gt=0)
+    scale_lr: float = setting(gt=0)
+    entropy_weight: float = setting(ge=0)
+    scale_init: float = setting(gt=0)
+    replicas: int = setting(ge=1)
+    window_decades: float = setting(gt=0)
+    fixed_scales: list[float] = setting(min_length=1, unique=True, items={"gt": 0})
+    fixed_seeds: int = setting(ge=1)
+    min_decades: float = setting(ge=0)
+    fd_tolerance: float = setting(gt=0)
+    max_response_error: float = setting(gt=0)
+    min_slope_cosine: float = setting(ge=-1, le=1)
+    sign_floor: float = setting(gt=0, lt=1)
+    min_sign_agreement: float = setting(ge=0, le=1)
+    min_correlation: float = setting(ge=-1, le=1)
+    band_sigmas: float = setting(gt=0)
+    sigma_factor: float = setting(ge=1)
+    prediction_band: float = setting(gt=0)
+    toy_variant: str = setting(choices=VARIANTS)
+    toy_seed: int = setting(ge=0)
+    toy_cycles: int = setting(ge=1)
+    toy_low: float = setting(gt=0)
+    toy_high: float = setting(gt=0)
+    toy_points: int = setting(ge=2)
+    toy_seeds: int = setting(ge=1)
+    loss_factor: float = setting(gt=1)
+    range_factor: float = setting(gt=1)
+    output_dir: str = setting()
+
+    def check_together(self) -> None:
+        if not self.lower < self.lambda_init < self.upper:
+            raise ValueError(
+                f"lambda_init={self.lambda_init!r} is not allowed; it must lie strictly between "
+                f"lower={self.lower!r} and upper={self.upper!r}"
+            )
+        if not self.toy_low < self.toy_high:
+            raise ValueError(
+                f"toy_low={self.toy_low!r} is not allowed; it must be below "
+                f"toy_high={self.toy_high!r}"
+            )
+
+    def ridge_experiments(self) -> dict[str, RidgeExperiment]:
+        """The ridge experiment of each STN variant compared, with these settings."""
+        known = {f.name for f in fields(RidgeExperiment)} - {"variant", "options"}
+        settings = {k: v for k, v in asdict(self).items() if k in known}
+        return {name: ridge_variant(name, **settings) for name in self.variants}
 
 
 # -- measurements of a trained STN --------------------------------------------------------------

@@ -14,7 +14,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from stn.method.hyperparameters import HyperparameterSpec
 from stn.method.models import HyperCNN, HyperMLP
 from stn.method.stn import STN, STNConfig
 from stn.tasks.classification import (
+    DATASETS,
     ClassificationTask,
     ImageDataset,
     classification_specs,
@@ -43,6 +44,7 @@ from stn.training.loop import Trainer
 from stn.training.record import Trajectory
 from stn.util.checks import check_choice
 from stn.util.io import write_atomic, write_results_json
+from stn.util.settings import Settings, setting
 
 MODELS = {"mlp": HyperMLP, "cnn": HyperCNN}
 SEARCHES = ("grid", "random", "tpe")
@@ -276,6 +278,39 @@ class RealDataExperiment:
         total = int(comparison.stn_steps(t.cycles))
         loss = np.minimum.accumulate(t.metrics["valid_loss"])
         return MethodResult("stn", best, total, t.seconds, steps, loss)
+
+
+@dataclass(frozen=True)
+class RealDataSettings(Settings):
+    """The real-data notebook's settings: the comparison on each seed, and where it writes."""
+
+    seeds: list[int] = setting(min_length=1, unique=True, items={"ge": 0, "le": 2**32 - 1})
+    dataset: str = setting(choices=DATASETS)
+    model: str = setting(choices=tuple(MODELS))
+    warmup_steps: int = setting(ge=0)
+    stn_cycles: int = setting(ge=1)  # and a multiple of eval_every / 3: RealDataExperiment
+    trial_steps: int = setting(ge=1)
+    n_trials: int = setting(ge=1)
+    eval_every: int = setting(ge=1)  # training steps; a multiple of 3 (one STN cycle)
+    storage: str = setting()
+    output_dir: str = setting()
+    checkpoint_dir: str | None = setting()
+    log_dir: str | None = setting()
+
+    def experiment(self) -> RealDataExperiment:
+        known = {f.name for f in fields(RealDataExperiment)}
+        return RealDataExperiment(**{k: v for k, v in asdict(self).items() if k in known})
+
+    def check_together(self) -> None:
+        """The claim compares one STN run with searches that each spend at least five times
+        its steps."""
+        stn_steps = self.experiment().stn_steps
+        if 5 * stn_steps > self.trial_steps * self.n_trials:
+            raise ValueError(
+                f"STN's {stn_steps} steps exceed a fifth of each search's "
+                f"{self.trial_steps * self.n_trials}: raise trial_steps or n_trials, or lower "
+                "stn_cycles"
+            )
 
 
 def summary(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:

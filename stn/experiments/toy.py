@@ -15,7 +15,7 @@ import ast
 import functools
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from stn.training.loop import Trainer
 from stn.training.progress import progress_bar
 from stn.training.record import DivergenceError, Trajectory
 from stn.util.io import exit_on_sigterm
+from stn.util.settings import Settings, setting
 
 
 @dataclass(frozen=True)
@@ -136,12 +137,47 @@ def variant(name: str, **settings: object) -> ToyExperiment:
     return ToyExperiment.from_parameters(**{**VARIANTS[name], **given})
 
 
-def from_notebook(namespace: Mapping[str, object]) -> ToyExperiment:
-    """The experiment a notebook's parameters describe: the variant ``namespace["variant"]``
-    with every :class:`ToyExperiment` setting that ``namespace`` defines (None keeps the
-    variant's value, see :func:`variant`); other names in ``namespace`` are ignored."""
-    known = {f.name for f in fields(ToyExperiment)}
-    return variant(namespace["variant"], **{k: v for k, v in namespace.items() if k in known})
+@dataclass(frozen=True)
+class ToySettings(Settings):
+    """The toy notebook's settings: one variant run from its parameters cell, a seed table
+    and its claim. A setting left None keeps the variant's value (see :func:`variant`)."""
+
+    seed: int = setting(ge=0)
+    variant: str = setting(choices=VARIANTS)
+    batch_size: int = setting(ge=1)
+    depth: int = setting(ge=1)
+    width: int | None = setting(ge=1)
+    weight_lr: float = setting(gt=0)
+    hyper_lr: float = setting(gt=0)
+    scale_lr: float = setting(gt=0)
+    entropy_weight: float = setting(ge=0)
+    warmup_steps: int | None = setting(ge=0)
+    train_steps: int = setting(ge=1)
+    valid_steps: int = setting(ge=1)
+    max_cycles: int = setting(ge=1)
+    target: float | None = setting(gt=0)  # None: no early stop
+    validation_range: float = setting(gt=0)
+    snapshot_every: int = setting(ge=1)  # and a divisor of the chunk: STNConfig
+    report_seeds: int = setting(ge=1)
+    distance_bound: float = setting(gt=0)
+    output_dir: str = setting()
+    checkpoint_dir: str | None = setting()
+    log_dir: str | None = setting()
+
+    def experiment(self) -> ToyExperiment:
+        """The variant with every :class:`ToyExperiment` setting given here on top."""
+        known = {f.name for f in fields(ToyExperiment)}
+        return variant(self.variant, **{k: v for k, v in asdict(self).items() if k in known})
+
+    def results(self, trajectory: Trajectory, rows: list[dict[str, object]]) -> dict:
+        """What ``figures/toy.json`` records: the main run's end and the seed table."""
+        columns = ("seed", "x_range", "distance", "cycles", "outcome")
+        seeds = [{k: row[k] for k in columns} for row in rows]
+        return {
+            "main": {"seed": self.seed, "cycles": trajectory.cycles, **trajectory.final()},
+            "seeds": seeds,
+            "successes": sum(row["outcome"] == "success" for row in seeds),
+        }
 
 
 def study(

@@ -1,12 +1,11 @@
-"""Parameterized notebooks: their parameters declared and checked, and a reproducible runner.
+"""Parameterized notebooks and a reproducible runner.
 
-Every notebook checks its own parameters in the cell right after its ``parameters`` cell (where
-papermill also injects the values it is given), so a misspelt, mistyped or out-of-range value
-stops the run there, however the notebook is run::
+Every notebook checks its parameters in the cell right after its ``parameters`` cell (where
+papermill also injects the values it is given), by building its study's settings dataclass
+(:mod:`stn.util.settings`), so a misspelt, mistyped or out-of-range value stops the run there,
+however the notebook is run::
 
-    from stn.tooling.notebooks import Parameter, check_notebook_parameters
-
-    check_notebook_parameters(globals(), seed=Parameter(int, ge=0), lr=Parameter(float, gt=0))
+    settings = toy.ToySettings.from_namespace(globals())
 
 ``python -m stn.tooling.notebooks NOTEBOOK OUTPUT -p name value ...`` also checks every name
 against the notebook's ``parameters`` cell and every value against the default's type before it
@@ -27,169 +26,23 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
-import math
 import os
 import re
 import shutil
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from stn.util import xla
 from stn.util.environment import record
 from stn.util.io import atomic_path, exit_on_sigterm
+from stn.util.settings import Parameter, check_values
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """The values one notebook parameter accepts.
-
-    ``types`` is a type or a tuple of types; ``float`` also admits ``int``, and a ``bool`` is
-    never an ``int`` or a ``float``. Numbers must lie within the bounds that are given
-    (``ge``: >=, ``gt``: >, ``le``: <=, ``lt``: <) and a float must be finite. ``choices``
-    lists the allowed values, ``none`` also allows None. For a list, ``items`` is the Parameter
-    every item must satisfy, ``min_length`` its shortest length and ``unique`` forbids repeats::
-
-        Parameter(int, ge=1)                  # a positive integer
-        Parameter(float, gt=0, none=True)     # a positive number, or None
-        Parameter(str, choices=("mlp", "cnn"))
-        Parameter(list, items=Parameter(int, ge=0), min_length=1, unique=True)
-    """
-
-    types: type | tuple[type, ...]
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    lt: float | None = None
-    choices: Iterable[object] | None = None
-    none: bool = False
-    items: Parameter | None = None
-    min_length: int = 0
-    unique: bool = False
-
-    def __post_init__(self) -> None:
-        types = self.types if isinstance(self.types, tuple) else (self.types,)
-        object.__setattr__(self, "types", types)
-        if self.choices is not None:
-            object.__setattr__(self, "choices", tuple(self.choices))
-
-    @classmethod
-    def like(cls, default: object) -> Parameter:
-        """The type of a default value (any type if it is None), or None."""
-        if default is None:
-            return cls(object, none=True)
-        return cls(float if isinstance(default, float) else type(default), none=True)
-
-    def check(self, name: str, value: object) -> None:
-        """Raise ValueError naming the parameter, its value and what is allowed, unless this
-        parameter accepts ``value``."""
-        problem = self._problem(name, value)
-        if problem is not None:
-            raise ValueError(f"parameter {problem}")
-
-    def allowed(self) -> str:
-        """What this parameter accepts, in words: ``int``, ``float or None``, ``list of int``."""
-        names = [t.__name__ for t in self.types]
-        if self.items is not None and names == ["list"]:
-            names = [f"list of {self.items.allowed()}"]
-        return " or ".join(names + (["None"] if self.none else []))
-
-    def _problem(self, name: str, value: object) -> str | None:
-        shown = f"{name}={value!r}"
-        if value is None:
-            return None if self.none else f"{shown} is None; allowed: {self.allowed()}"
-        if not self._has_type(value):
-            return f"{shown} has type {type(value).__name__}; allowed: {self.allowed()}"
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"{shown} is not a finite number; allowed: {self._bounds() or 'finite'}"
-        if isinstance(value, int | float) and not self._in_bounds(value):
-            return f"{shown} is out of range; allowed: {self._bounds()}"
-        if self.choices is not None and value not in self.choices:
-            return f"{shown} is not a valid choice; allowed: {', '.join(map(repr, self.choices))}"
-        if isinstance(value, list):
-            return self._list_problem(name, value)
-        return None
-
-    def _has_type(self, value: object) -> bool:
-        if isinstance(value, bool):
-            return bool in self.types or object in self.types
-        types = self.types + ((int,) if float in self.types else ())
-        return isinstance(value, types)
-
-    def _in_bounds(self, value: float) -> bool:
-        return (
-            (self.ge is None or value >= self.ge)
-            and (self.gt is None or value > self.gt)
-            and (self.le is None or value <= self.le)
-            and (self.lt is None or value < self.lt)
-        )
-
-    def _bounds(self) -> str:
-        bounds = zip((">=", ">", "<=", "<"), (self.ge, self.gt, self.le, self.lt), strict=True)
-        return " and ".join(f"{op} {bound}" for op, bound in bounds if bound is not None)
-
-    def _list_problem(self, name: str, value: list) -> str | None:
-        if len(value) < self.min_length:
-            s = "" if self.min_length == 1 else "s"
-            return f"{name}={value!r} is too short; allowed: at least {self.min_length} item{s}"
-        if self.items is not None:
-            for i, item in enumerate(value):
-                problem = self.items._problem(f"{name}[{i}]", item)
-                if problem is not None:
-                    return problem
-        if self.unique and any(item in value[:i] for i, item in enumerate(value)):
-            return f"{name}={value!r} repeats an item; allowed: distinct items"
-        return None
-
-
-def check_values(values: Mapping[str, object], declared: Mapping[str, Parameter]) -> None:
-    """Raise ValueError for a name that is not declared or a value its Parameter refuses."""
-    unknown = [f"{name}={value!r}" for name, value in values.items() if name not in declared]
-    if unknown:
-        raise ValueError(
-            f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(declared))}"
-        )
-    for name, value in values.items():
-        declared[name].check(name, value)
-
-
-#: Globals of an IPython kernel that are not parameters (besides names starting with "_").
-IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
-
-
-def check_notebook_parameters(namespace: Mapping[str, object], /, **declared: Parameter) -> None:
-    """Check a notebook's parameters against their declarations, in the cell after the
-    ``parameters`` cell: ``check_notebook_parameters(globals(), name=Parameter(...), ...)``.
-
-    Every data-like global (not a module, function or class, not IPython's, not starting with
-    ``_``) must be declared: an unknown one is a misspelt parameter that papermill injected.
-    Every declared parameter must be defined, with a value its Parameter accepts. Raises
-    ValueError naming the parameter, its value and what is allowed. (Rerun interactively after
-    later cells, it would take their variables for unknown parameters.)
-    """
-    missing = sorted(set(declared) - set(namespace))
-    if missing:
-        raise ValueError(f"parameter {missing[0]} is declared but the parameters cell lacks it")
-    values = {name: value for name, value in namespace.items() if _is_data(name, value)}
-    check_values({**values, **{name: namespace[name] for name in declared}}, declared)
-
-
-def _is_data(name: str, value: object) -> bool:
-    return not (
-        name.startswith("_")
-        or name in IPYTHON_NAMES
-        or isinstance(value, ModuleType)
-        or callable(value)  # functions and classes
-    )
 
 
 def notebook_parameters(notebook: str | os.PathLike) -> dict[str, object]:

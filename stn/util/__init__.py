@@ -1,1 +1,2 @@
-"""Helpers every layer may use: argument checks, atomic writes, the entry points' XLA setting."""
+"""Helpers every layer may use: argument checks, settings dataclasses, atomic writes, the entry
+points' XLA setting."""
