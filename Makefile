@@ -57,12 +57,13 @@ PUBLISH = --publish $(FIGURES) --staging $(WORK)/staging
 OPTUNA = -p storage sqlite:///../$(WORK)/real_data_optuna.db
 
 # The parameters of the committed figures (a notebook's defaults are its small, fast scale).
-toy_stn_parameters :=
+# `-p workers 2` deals a seed study's runs to two processes; no number depends on it.
+toy_stn_parameters := -p workers 2
 benchmark_parameters := -p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p scaling_seconds 1.0 \
 	-p batch_sizes "[100, 1000, 10000]" -p widths "[4, 64, 256]" -p memory_cycles 10000 \
 	-p min_speedup 500.0 -p max_us_per_cycle 1500.0 -p max_full_run_seconds 60.0 \
 	-p max_added_mib 512.0
-robustness_parameters := -p n_seeds 30 -p min_default_rate 0.9
+robustness_parameters := -p n_seeds 30 -p min_default_rate 0.9 -p workers 2
 real_data_parameters := -p seeds "[0, 1, 2]" -p warmup_steps 600 -p stn_cycles 1800 \
 	-p trial_steps 6000 -p n_trials 27 -p eval_every 75
 real_data_cnn_parameters := -p model cnn -p seeds "[0]" -p warmup_steps 150 -p stn_cycles 450 \

@@ -3,12 +3,12 @@ a Wilson interval and its outcome counts (what ``figures/robustness.json`` recor
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from stn.experiments import toy
+from stn.experiments.workers import map_runs, split
 from stn.tasks.metrics import wilson_interval
 from stn.training.record import Trajectory
 from stn.util.settings import Settings, setting
@@ -29,6 +29,7 @@ class RobustnessSettings(Settings):
     target: float | None = setting(gt=0)  # None: no early stop
     min_default_rate: float = setting(ge=0, le=1)
     min_group: int = setting(ge=1)
+    workers: int = setting(ge=1)  # processes the runs are dealt to; no number depends on it
     output_dir: str = setting()
     checkpoint_dir: str | None = setting()
 
@@ -47,16 +48,23 @@ class RobustnessSettings(Settings):
 
 def run(settings: RobustnessSettings, progress: bool = True) -> Study:
     """Every experiment of ``settings`` on its seeds, diagnosed: rows and trajectories by name.
+
     With ``settings.checkpoint_dir`` each variant checkpoints into a folder of its own, so a
-    rerun skips the finished runs."""
-    results = {}
-    for name, experiment in settings.experiments().items():
-        folder = settings.checkpoint_dir
-        checkpoints = None if folder is None else Path(os.fspath(folder)) / name
-        results[name] = toy.study(
-            experiment, settings.seeds, diagnose=True, progress=progress, checkpoint_dir=checkpoints
-        )
-    return results
+    rerun skips the finished runs. With ``settings.workers`` > 1 each variant's seeds are dealt
+    to that many processes (:mod:`stn.experiments.workers`); every number stays the same."""
+    experiments, seeds, workers = settings.experiments(), settings.seeds, settings.workers
+    parts = split(seeds, workers)
+    args = [
+        (experiment, part, True, progress and workers == 1, _checkpoints(settings, name))
+        for name, experiment in experiments.items()
+        for part in parts
+    ]
+    done = iter(map_runs(toy.study, args, workers))
+    return {name: toy.merge_studies(seeds, [next(done) for _ in parts]) for name in experiments}
+
+
+def _checkpoints(settings: RobustnessSettings, name: str) -> Path | None:
+    return None if settings.checkpoint_dir is None else Path(settings.checkpoint_dir) / name
 
 
 def outcome_counts(results: Study) -> dict[str, dict[str, int]]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from stn.experiments import diagnostics
+from stn.experiments.workers import map_runs, split
 from stn.method.models import ToyHyperNet
 from stn.method.stn import STN, STNConfig
 from stn.tasks.toy import ToyTask, x_range_spec
@@ -159,6 +160,7 @@ class ToySettings(Settings):
     validation_range: float = setting(gt=0)
     snapshot_every: int = setting(ge=1)  # and a divisor of the chunk: STNConfig
     report_seeds: int = setting(ge=1)
+    workers: int = setting(ge=1)  # processes the seed table is dealt to; no number depends on it
     distance_bound: float = setting(gt=0)
     output_dir: str = setting()
     checkpoint_dir: str | None = setting()
@@ -186,6 +188,7 @@ def study(
     diagnose: bool = False,
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
+    workers: int = 1,
 ) -> tuple[list[dict[str, object]], list[Trajectory]]:
     """Run ``experiment`` once per seed, compiling once and resetting the variables in place.
 
@@ -193,8 +196,14 @@ def study(
     measurements of :mod:`stn.experiments.diagnostics` at the start and the end) and the
     trajectories. With ``checkpoint_dir``, each seed checkpoints into
     ``<checkpoint_dir>/seed_<seed>``, so an interrupted study reruns only the unfinished seeds.
+    With ``workers`` > 1 the seeds are dealt to that many processes (see
+    :mod:`stn.experiments.workers`); every number stays the same.
     """
     seeds = list(seeds)
+    if workers > 1 and len(seeds) > 1:
+        parts = split(seeds, workers)
+        args = [(experiment, part, diagnose, False, checkpoint_dir) for part in parts]
+        return merge_studies(seeds, map_runs(study, args, workers))
     trainer = experiment.build()
     rows, runs = [], []
     bar = progress_bar(seeds, progress, desc="seeds", unit="seed")
@@ -209,6 +218,17 @@ def study(
         runs.append(trajectory)
         bar.set_postfix(success=f"{sum(r['success'] for r in rows)}/{len(rows)}")
     return rows, runs
+
+
+def merge_studies(
+    seeds: list[int], parts: Iterable[tuple[list[dict[str, object]], list[Trajectory]]]
+) -> tuple[list[dict[str, object]], list[Trajectory]]:
+    """The studies of disjoint parts of ``seeds`` as one study, in the order of ``seeds``."""
+    by_seed = {
+        row["seed"]: (row, run) for rows, runs in parts for row, run in zip(rows, runs, strict=True)
+    }
+    rows, runs = zip(*(by_seed[seed] for seed in seeds), strict=True)
+    return list(rows), list(runs)
 
 
 def success_rate(rows: list[dict[str, object]]) -> float:

@@ -1,0 +1,69 @@
+"""Runs dealt to worker processes give the numbers they give in one process."""
+
+import dataclasses
+import operator
+
+import numpy as np
+import pytest
+
+from stn.experiments import robustness, toy
+from stn.experiments.workers import map_runs, split
+
+SMALL = dict(max_cycles=60, chunk_cycles=20, snapshot_every=10, target=None)
+
+
+def test_map_runs_keeps_the_order_of_its_arguments():
+    arguments = [(2, k) for k in range(6)]
+    assert map_runs(operator.pow, arguments, workers=2) == [1, 2, 4, 8, 16, 32]
+    assert map_runs(operator.pow, arguments) == [1, 2, 4, 8, 16, 32]
+
+
+@pytest.mark.parametrize("workers", [0, 1.5, True, "2"])
+def test_map_runs_refuses_a_bad_worker_count(workers):
+    with pytest.raises(ValueError, match=rf"^workers={workers!r} is not allowed; it must be an"):
+        map_runs(operator.pow, [(2, 1)], workers=workers)
+
+
+def test_split_deals_round_robin():
+    assert split([1, 2, 3, 4, 5], 2) == [[1, 3, 5], [2, 4]]
+    assert split([7], 4) == [[7]]
+
+
+def assert_same_study(one, other):
+    (rows_a, runs_a), (rows_b, runs_b) = one, other
+    assert rows_a == rows_b
+    for a, b in zip(runs_a, runs_b, strict=True):
+        np.testing.assert_array_equal(a.values, b.values)
+        np.testing.assert_array_equal(a.weight_loss, b.weight_loss)
+        np.testing.assert_array_equal(a.metrics["distance"], b.metrics["distance"])
+
+
+def test_a_toy_study_gives_the_same_numbers_in_two_workers():
+    experiment = toy.variant("default", **SMALL)
+    seeds = [5, 3, 8]
+    alone = toy.study(experiment, seeds, diagnose=True, progress=False)
+    assert [row["seed"] for row in alone[0]] == seeds
+    assert_same_study(alone, toy.study(experiment, seeds, diagnose=True, workers=2))
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoVariants(robustness.RobustnessSettings):
+    """The robustness study cut to two variants and a short run."""
+
+    def experiments(self):
+        return {n: toy.variant(n, **SMALL) for n in ("default", "per-layer scale")}
+
+
+def test_the_robustness_study_gives_the_same_numbers_in_two_workers():
+    settings = dict(
+        n_seeds=3, first_seed=10, max_cycles=60, target=None, min_default_rate=0.5,
+        min_group=1, output_dir="unused", checkpoint_dir=None,
+    )  # fmt: skip
+    alone = robustness.run(TwoVariants(workers=1, **settings), progress=False)
+    both = robustness.run(TwoVariants(workers=2, **settings), progress=False)
+    assert list(both) == ["default", "per-layer scale"]
+    for name in alone:
+        assert_same_study(alone[name], both[name])
+    record = robustness.record(TwoVariants(workers=2, **settings), both)
+    assert record["seeds"] == [10, 11, 12]
+    assert record["variants"]["default"]["runs"] == 3
