@@ -253,6 +253,19 @@ def test_on_another_platform_exact_rows_are_not_compared_but_rates_are(results):
     assert any(q.endswith("success rate") for q in failed)
 
 
+def test_a_number_missing_from_a_rerun_fails_only_on_the_same_platform(results):
+    """An outcome that occurred on one platform's seeds may not occur on another's: its count
+    is then absent, which is no mismatch there (the rates decide); on the same platform it is."""
+    committed = results.parent / "committed"
+    shutil.copytree(REFERENCE, committed)
+    edit(committed, "robustness.json", lambda d: d["variants"]["centered"]["outcomes"].update(x=1))
+    assert mismatches(committed, results) == ["robustness.json: variants.centered.outcomes.x"]
+    edit(results, "robustness.json", lambda d: d["environment"]["platform"].update(cpu="other"))
+    rows, _ = verify.compare(committed, results, "small")
+    (row,) = [r for r in rows if r.quantity == "robustness.json: variants.centered.outcomes.x"]
+    assert row.ok is None and row.now == "missing"
+
+
 def test_without_the_lock_installed_exact_rows_are_not_compared(results):
     edit(results, "toy.json", lambda d: d["environment"].update(matches_lock=False))
     rows, notes = verify.compare(REFERENCE, results, "small")

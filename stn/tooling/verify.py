@@ -179,13 +179,14 @@ def compare_file(
             digits = 4
         elif rule.kind in ("ratio", "reported"):
             ok, tolerance, digits = None, "reported (depends on the machine)", 4
-        elif other is _MISSING:
-            ok, tolerance = False, f"exact (±{EXACT:g})"
+        elif other is _MISSING:  # on another platform a count can fall to zero and vanish
+            ok = False if same_platform or now is None else None
+            tolerance = f"exact (±{EXACT:g})"
         else:
             ok = same_numbers(value, other) if same_platform else None
             tolerance = f"exact (±{EXACT:g})"
         row = Row(f"{file}: {path}", fmt(value, digits), fmt(other, digits), tolerance, ok)
-        if rule.show or ok is False:
+        if rule.show or ok is False or other is _MISSING:
             rows.append(row)
         else:
             hidden[rule.kind].append(row)
