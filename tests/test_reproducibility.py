@@ -236,8 +236,9 @@ def test_on_another_platform_exact_rows_are_not_compared_but_rates_are(results):
 
     def fewer_successes(d):
         elsewhere(d)
-        for variant in d["variants"].values():
-            variant["successes"] = 0 if variant["successes"] == variant["runs"] else variant["runs"]
+        for variant in d["variants"].values():  # 3 seeds cannot tell rates apart; 30 can
+            full = variant["successes"] == variant["runs"]
+            variant.update(runs=30, successes=0 if full else 30)
 
     for name in ("toy.json", "speed.json"):
         edit(results, name, elsewhere)
@@ -287,8 +288,20 @@ def test_changing_a_committed_number_in_figures_fails_verify(tmp_path):
     edit(committed, "robustness.json", lambda d: d["variants"][unit].update(successes=0))
     assert mismatches(committed, FIGURES, "full") == [
         "robustness.json: variants.per-unit scale.successes",
-        "robustness.json: per-unit scale success rate",  # outside the Wilson interval of 0 of 30
+        "robustness.json: per-unit scale success rate",  # 0 of 30 against 14 of 30: Fisher
     ]
+
+
+@pytest.mark.parametrize(
+    "committed, now, ok",
+    [((29, 30), (30, 30), True), ((7, 30), (9, 30), True), ((30, 30), (20, 30), False)],
+)
+def test_a_rate_fails_only_when_the_fisher_test_rejects_it(committed, now, ok):
+    """29 of 30 on one CPU and 30 of 30 on another are the same rate (30/30 lies outside 29/30's
+    Wilson interval, which is why the interval is not the test); 30 against 20 of 30 is not."""
+    as_dict = lambda k_n: {"successes": k_n[0], "runs": k_n[1]}  # noqa: E731
+    row = verify.rate_row("rate", as_dict(committed), as_dict(now), alpha=0.05 / 11)
+    assert row.ok is ok
 
 
 def test_verify_refuses_a_folder_without_results(tmp_path, capsys):

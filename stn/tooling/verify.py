@@ -11,8 +11,9 @@ mismatch. The tolerances:
 * **exact** (to 1e-12) for what a seed fixes, when both were computed on the same platform with
   the same lock (``stn.util.environment``); on another platform those bits are not expected to
   match, so they are shown as not compared and the statistical checks decide;
-* **Wilson** for a success rate over seeds: the rerun's rate must lie in the committed rate's 95%
-  Wilson interval;
+* **Fisher** for a success rate over seeds: the two-sided Fisher exact test must not reject that
+  the rerun's rate equals the committed one, at level 0.05 shared among a file's rates
+  (Bonferroni); the committed rate's Wilson interval is shown beside it;
 * **t interval** for a loss averaged over seeds: the rerun's mean must lie in the committed
   mean's 95% confidence interval;
 * **ratio band** for what the code controls of its speed and memory: a speedup (two timings
@@ -209,14 +210,15 @@ def compare_file(
 
 
 def statistical_rows(file: str, committed: dict, now: dict | None) -> list[Row]:
-    """Checks that hold across platforms: success rates against the committed Wilson interval,
+    """Checks that hold across platforms: success rates against the committed ones (Fisher),
     means over seeds against the committed mean's 95% t interval."""
     name, rows = Path(file).name, []
     now = now or {}
     if name == "robustness.json":
+        alpha = 0.05 / len(committed["variants"])  # Bonferroni: one false alarm in 20 reruns
         for variant, c in committed["variants"].items():
             n = now.get("variants", {}).get(variant)
-            rows.append(rate_row(f"{file}: {variant} success rate", c, n))
+            rows.append(rate_row(f"{file}: {variant} success rate", c, n, alpha))
     elif name == "toy.json":
         c = {"successes": committed["successes"], "runs": len(committed["seeds"])}
         n = None if "successes" not in now else {**now, "runs": len(now["seeds"])}
@@ -229,16 +231,18 @@ def statistical_rows(file: str, committed: dict, now: dict | None) -> list[Row]:
     return [r for r in rows if r is not None]
 
 
-def rate_row(label: str, committed: dict, now: dict | None) -> Row:
+def rate_row(label: str, committed: dict, now: dict | None, alpha: float = 0.05) -> Row:
+    """A success rate against the committed one: the two-sided Fisher exact test of equal
+    rates must not reject at level ``alpha`` (a Bonferroni share when a file holds several)."""
     k, n = committed["successes"], committed["runs"]
     low, high = wilson_interval(k, n)
-    tolerance = f"Wilson 95% [{low:.3f}, {high:.3f}]"
+    committed_text = f"{k}/{n} (Wilson 95% {low:.2f}-{high:.2f})"
+    tolerance = f"same rate: Fisher exact p >= {alpha:.2g}"
     if now is None:
-        return Row(label, f"{k}/{n}", "missing", tolerance, False)
-    rate = now["successes"] / now["runs"]
-    return Row(
-        label, f"{k}/{n}", f"{now['successes']}/{now['runs']}", tolerance, bool(low <= rate <= high)
-    )
+        return Row(label, committed_text, "missing", tolerance, False)
+    k2, n2 = now["successes"], now["runs"]
+    p = stats.fisher_exact([[k, n - k], [k2, n2 - k2]]).pvalue
+    return Row(label, committed_text, f"{k2}/{n2} (p = {p:.2g})", tolerance, bool(p >= alpha))
 
 
 def mean_row(file: str, committed: dict, now: dict | None, metric: str) -> Row | None:
