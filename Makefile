@@ -65,9 +65,9 @@ benchmark_parameters := -p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p s
 	-p max_added_mib 512.0
 robustness_parameters := -p n_seeds 30 -p min_default_rate 0.9 -p workers 2
 real_data_parameters := -p seeds "[0, 1, 2]" -p warmup_steps 600 -p stn_cycles 1800 \
-	-p trial_steps 6000 -p n_trials 27 -p eval_every 75
+	-p trial_steps 6000 -p n_trials 27 -p eval_every_steps 75
 real_data_cnn_parameters := -p model cnn -p seeds "[0]" -p warmup_steps 150 -p stn_cycles 450 \
-	-p trial_steps 1500 -p n_trials 8 -p eval_every 75
+	-p trial_steps 1500 -p n_trials 8 -p eval_every_steps 75
 # The guide runs at its defaults (a minute): the scale nbval checks is the one readers see.
 your_model_parameters :=
 best_response_parameters := -p variants '["default", "per-unit scale", "delta-stn"]' -p n_seeds 10 \

@@ -221,11 +221,11 @@ def test_baseline_models_have_no_hyper_weights_and_the_same_architecture():
         HyperMLP(4, g(0))(tf.zeros([2, 8, 8, 1], DTYPE))
 
 
-def _trainer(task, eval_every=5):
+def _trainer(task, eval_every_steps=5):
     def model_fn(h, g):
         return HyperMLP(h, g, hidden=(8,), hyper=False)
 
-    return FixedTrainer(task, model_fn, eval_every=eval_every, jit_compile=False)
+    return FixedTrainer(task, model_fn, eval_every_steps=eval_every_steps, jit_compile=False)
 
 
 @pytest.fixture(scope="module")
@@ -313,8 +313,8 @@ def test_claim_and_summary():
 
 
 def test_experiment_checks_its_budgets():
-    with pytest.raises(ValueError, match="eval_every=10"):
-        RealDataExperiment(eval_every=10)
+    with pytest.raises(ValueError, match="eval_every_steps=10"):
+        RealDataExperiment(eval_every_steps=10)
     with pytest.raises(ValueError, match="model='resnet'"):
         RealDataExperiment(model="resnet")
     assert RealDataExperiment().stn_steps == 6000

@@ -37,7 +37,7 @@ DEFAULT_STORAGE = None
 @dataclass
 class RunResult:
     """One training run at fixed hyperparameters: metrics on the validation and test sets after
-    every ``eval_every`` steps (``steps`` holds the step count of each evaluation)."""
+    every ``eval_every_steps`` steps (``steps`` holds the step count of each evaluation)."""
 
     values: dict[str, float]
     steps: np.ndarray
@@ -67,8 +67,8 @@ class FixedTrainer(tf.Module):
     """Train a model without hyper weights at fixed hyperparameter values.
 
     ``model_fn(n_hyper, generator)`` must build a model with no hyper weights. One model, one
-    optimizer and one compiled chunk (``eval_every`` steps, then an evaluation) serve every trial:
-    ``run`` re-initialises them in place from the seed, so a seed fixes a run.
+    optimizer and one compiled chunk (``eval_every_steps`` steps, then an evaluation) serve
+    every trial: ``run`` re-initialises them in place from the seed, so a seed fixes a run.
     """
 
     def __init__(
@@ -77,13 +77,13 @@ class FixedTrainer(tf.Module):
         model_fn: Callable[[int, tf.random.Generator], HyperModel],
         optimizer: str = "adam",
         learning_rate: float = 1e-3,
-        eval_every: int = 75,
+        eval_every_steps: int = 75,
         jit_compile: bool = True,
     ):
         super().__init__(name="fixed_trainer")
-        if not is_positive_int(eval_every):
-            raise ValueError(f"eval_every={eval_every!r} must be a positive integer")
-        self.task, self.model_fn, self.eval_every = task, model_fn, eval_every
+        if not is_positive_int(eval_every_steps):
+            raise ValueError(f"eval_every_steps={eval_every_steps!r} must be a positive integer")
+        self.task, self.model_fn, self.eval_every_steps = task, model_fn, eval_every_steps
         self.names = task.names
         self.model = model_fn(len(self.names), init_generator(0))
         if self.model.hyper_weights:
@@ -131,14 +131,14 @@ class FixedTrainer(tf.Module):
 
     def run(self, values: Mapping[str, float], steps: int, seed: int = 0) -> RunResult:
         """Train for ``steps`` steps from ``seed`` at ``values``, evaluating every
-        ``eval_every`` steps (and at the end)."""
+        ``eval_every_steps`` steps (and at the end)."""
         if not is_positive_int(steps):
             raise ValueError(f"steps={steps!r} must be a positive integer")
         self.reset(seed, values)
         start = time.perf_counter()
         done, at, rows = 0, [], []
         while done < steps:
-            n = min(self.eval_every, steps - done)
+            n = min(self.eval_every_steps, steps - done)
             metrics = self._chunk(tf.constant(n, tf.int32))
             done += n
             at.append(done)

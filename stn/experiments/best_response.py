@@ -681,27 +681,19 @@ def measure_run(
     split: bool,
     decades: float = 1.0,
 ) -> dict[str, object]:
-    """One finished run against the closed forms.
-
-    (a) the response θ̂ and its slope dθ̂/dλ = (dθ̂/dh)/(dλ/du) at the final λ against θ*(λ)
-    and dθ*/dλ, and as curves over ``decades`` either side (``curves``); (b) the STN's
-    hypergradient along the run, dF/du/(d log λ/du), against the exact λ·dF(θ*)/dλ (both per
-    log λ, in ``run``); (c) λ_final against λ*, against the fixed point an STN in equilibrium
-    reaches at the final σ (``lambda_predicted``) and against the minimiser of the smoothed
-    objective E_ε F(θ*(λ(u + ε))) (``lambda_smoothed``); σ_final against the scale at which
-    the entropy term balances the perturbation's cost, σ² = τ/(2 sᵀA_v s)
-    (``sigma_predicted``, s the equilibrium slope in u)."""
+    """One finished run against the closed forms: (a) the response θ̂ and its slope
+    dθ̂/dλ = (dθ̂/dh)/(dλ/du) at the final λ against θ*(λ) and dθ*/dλ, and as ``curves`` over
+    ``decades`` either side; (b) the hypergradient along the ``run``, dF/du/(d log λ/du),
+    against the exact λ·dF(θ*)/dλ; (c) λ_final against λ*, against the fixed point of an STN in
+    equilibrium at the final σ (``lambda_predicted``) and against the minimiser of the smoothed
+    objective E_ε F(θ*(λ(u + ε))) (``lambda_smoothed``); σ_final against the scale at which the
+    entropy term balances the perturbation's cost, σ² = τ/(2 sᵀA_v s), s the slope in u."""
     u = float(trainer.hyperparameters.unconstrained.numpy()[0])
     lam = float(transform.value(u))
     sigma = float(trajectory.stddev[-1, 0])
-    theta = read_response(trainer, u)[0]
-    slope_u = layer_slope(trainer.model.layer).numpy()
-    slope_lam = slope_u / float(transform.slope(u))
-    true_theta, true_slope = problem.best_response(lam), problem.best_response_slope(lam)
     eq_theta, eq_slope = problem.stn_equilibrium(u, sigma, transform, split)
     a_v, _ = problem.valid_gram
     tau = trainer.config.entropy_weight
-
     predicted = problem.stn_fixed_point(sigma, transform, split, lam_star)
     return {
         "seed": trainer.stn.seed,
@@ -714,15 +706,35 @@ def measure_run(
         "log_lambda_per_u": float(transform.log_slope(u)),
         "log_error": math.log(lam / lam_star),
         "log_error_predicted": math.log(lam / predicted),
+        **response_measures(trainer, problem, transform, u, eq_theta, eq_slope),
+        "valid_loss_star": float(problem.valid_loss_at(lam_star)),
+        "run": along_the_run(trajectory, problem, transform),
+        "curves": response_curves(trainer, problem, transform, decades),
+    }
+
+
+def response_measures(
+    trainer: Trainer,
+    problem: RidgeProblem,
+    transform: LogInterval,
+    u: float,
+    eq_theta: np.ndarray,
+    eq_slope: np.ndarray,
+) -> dict[str, float]:
+    """Part (a) of :func:`measure_run`: the response θ̂ and its slope at ``u`` against the best
+    response θ*(λ) and against the STN's equilibrium (``eq_theta``, ``eq_slope`` in u)."""
+    lam = float(transform.value(u))
+    theta = read_response(trainer, u)[0]
+    slope_u = layer_slope(trainer.model.layer).numpy()
+    slope_lam = slope_u / float(transform.slope(u))
+    true_theta, true_slope = problem.best_response(lam), problem.best_response_slope(lam)
+    return {
         "response_error": float(relative_error(theta, true_theta)),
         "slope_cosine": cosine(slope_lam, true_slope),
         "slope_ratio": float(np.linalg.norm(slope_lam) / np.linalg.norm(true_slope)),
         "equilibrium_response_error": float(relative_error(theta, eq_theta)),
         "equilibrium_slope_cosine": cosine(slope_u, eq_slope),
         "valid_loss_final": float(problem.valid_loss(theta)),
-        "valid_loss_star": float(problem.valid_loss_at(lam_star)),
-        "run": along_the_run(trajectory, problem, transform),
-        "curves": response_curves(trainer, problem, transform, decades),
     }
 
 
@@ -908,7 +920,7 @@ def toy_ground_truth(
         FixedRangeTask(experiment.task()),
         model_fn,
         learning_rate=experiment.weight_lr,
-        eval_every=steps,
+        eval_every_steps=steps,
         jit_compile=experiment.jit_compile,
     )
     losses = np.empty((len(x_ranges), len(seeds)))

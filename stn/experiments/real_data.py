@@ -1,7 +1,7 @@
 """Real data: one STN run against grid, random and TPE search at equal cost accounting.
 
 Every method is scored the same way: the model is evaluated on the whole validation and test sets
-every ``eval_every`` training steps, and a run's result is the evaluation with the lowest
+every ``eval_every_steps`` training steps, and a run's result is the evaluation with the lowest
 validation loss (early stopping). A search's result is its best trial. Budgets are counted in
 training steps (an STN step is a weight step or a hyper step; warm-up steps count too) and the
 wall time of every run, compilation included, is recorded.
@@ -152,21 +152,21 @@ class RealDataExperiment:
     valid_steps: int = 1
     trial_steps: int = 6000
     n_trials: int = 27
-    eval_every: int = 75
+    eval_every_steps: int = 75
     storage: str | None = DEFAULT_STORAGE
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, tuple(MODELS))
         per_cycle = self.train_steps + self.valid_steps
-        if self.eval_every % per_cycle:
+        if self.eval_every_steps % per_cycle:
             raise ValueError(
-                f"eval_every={self.eval_every} must be a multiple of train_steps + valid_steps "
-                f"= {per_cycle} (STN evaluates after whole cycles)"
+                f"eval_every_steps={self.eval_every_steps} must be a multiple of train_steps + "
+                f"valid_steps = {per_cycle} (STN evaluates after whole cycles)"
             )
-        if self.stn_cycles % (self.eval_every // per_cycle):
+        if self.stn_cycles % (self.eval_every_steps // per_cycle):
             raise ValueError(
-                f"stn_cycles={self.stn_cycles} must be a multiple of eval_every / "
-                f"(train_steps + valid_steps) = {self.eval_every // per_cycle}"
+                f"stn_cycles={self.stn_cycles} must be a multiple of eval_every_steps / "
+                f"(train_steps + valid_steps) = {self.eval_every_steps // per_cycle}"
             )
 
     @property
@@ -191,7 +191,7 @@ class RealDataExperiment:
             scale_lr=self.scale_lr,
             entropy_weight=self.entropy_weight,
             chunk_cycles=self.chunk_cycles,
-            eval_every=self.eval_every // per_cycle,
+            eval_every=self.eval_every_steps // per_cycle,
             snapshot_every=self.chunk_cycles,
         )
 
@@ -200,7 +200,7 @@ class RealDataExperiment:
         """The STN run's chunk: the largest proper divisor of ``stn_cycles`` (the whole run if
         there is none) that is a whole number of evaluation intervals and at most
         ``CHUNK_CYCLES``, so a checkpointed run resumes from its last chunk, not its start."""
-        interval = self.eval_every // (self.train_steps + self.valid_steps)
+        interval = self.eval_every_steps // (self.train_steps + self.valid_steps)
         chunks = range(interval, min(self.stn_cycles // 2, CHUNK_CYCLES) + 1, interval)
         return max((c for c in chunks if self.stn_cycles % c == 0), default=self.stn_cycles)
 
@@ -237,17 +237,26 @@ class RealDataExperiment:
         per_cycle = self.train_steps + self.valid_steps
         comparison = Comparison(seed, {}, trajectory, self.warmup_steps, per_cycle, asdict(self))
         comparison.results["stn"] = self._stn_result(comparison)
-        fixed = FixedTrainer(task, plain_model, "adam", self.weight_lr, self.eval_every)
+        fixed = FixedTrainer(task, plain_model, "adam", self.weight_lr, self.eval_every_steps)
         comparison.results.update(self._searches(fixed, specs, seed, progress))
-        stn_best = comparison.results["stn"].best
+        comparison.results.update(self._references(fixed, specs, comparison.results["stn"], seed))
+        return comparison
+
+    def _references(
+        self, trainer: FixedTrainer, specs: list[HyperparameterSpec], stn: MethodResult, seed: int
+    ) -> dict[str, MethodResult]:
+        """The plain network trained for STN's steps at fixed values: the initial ones, and the
+        ones of STN's best evaluation."""
         references = {
             "fixed_initial": {s.name: s.initial for s in specs},
-            "fixed_stn": {s.name: stn_best[s.name] for s in specs},
+            "fixed_stn": {s.name: stn.best[s.name] for s in specs},
         }
-        for method, values in references.items():
-            result = SearchResult(method, [fixed.run(values, self.stn_steps, seed)])
-            comparison.results[method] = MethodResult.from_search(result)
-        return comparison
+        return {
+            method: MethodResult.from_search(
+                SearchResult(method, [trainer.run(values, self.stn_steps, seed)])
+            )
+            for method, values in references.items()
+        }
 
     def _searches(
         self, trainer: FixedTrainer, specs: list[HyperparameterSpec], seed: int, progress: bool
@@ -288,10 +297,10 @@ class RealDataSettings(Settings):
     dataset: str = setting(choices=DATASETS)
     model: str = setting(choices=tuple(MODELS))
     warmup_steps: int = setting(ge=0)
-    stn_cycles: int = setting(ge=1)  # and a multiple of eval_every / 3: RealDataExperiment
+    stn_cycles: int = setting(ge=1)  # and a multiple of eval_every_steps / 3: RealDataExperiment
     trial_steps: int = setting(ge=1)
     n_trials: int = setting(ge=1)
-    eval_every: int = setting(ge=1)  # training steps; a multiple of 3 (one STN cycle)
+    eval_every_steps: int = setting(ge=1)  # training steps; a multiple of 3 (one STN cycle)
     storage: str = setting()
     output_dir: str = setting()
     checkpoint_dir: str | None = setting()

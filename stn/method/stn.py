@@ -82,8 +82,8 @@ class STNConfig:
     hypernet_input: str = "plain"  # what the hypernetwork reads: "plain" or "centered"
     weight_step: str = "joint"  # how φ is updated: "joint", "split" or "delta"
     chunk_cycles: int = 1000
-    eval_every: int = 1
-    snapshot_every: int = 200
+    eval_every: int = 1  # cycles between evaluations on the whole validation set
+    snapshot_every: int = 200  # cycles between snapshots; a multiple of eval_every
     jit_compile: bool = True
 
     def __post_init__(self) -> None:

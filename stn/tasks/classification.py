@@ -85,6 +85,26 @@ def _keras_loader(name: str) -> Callable[[], tuple]:
     return getattr(tf.keras.datasets, name).load_data
 
 
+def keras_images(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The official training and test sets of a ``keras.datasets`` set: images scaled to [0, 1]
+    with a channel axis, integer labels. Raises ``DatasetUnavailableError`` offline."""
+    try:
+        (x, y), (x_test, y_test) = _keras_loader(name)()
+    except Exception as error:  # any download failure gets the same advice
+        raise DatasetUnavailableError(
+            f"could not load {name!r} through keras.datasets ({type(error).__name__}: {error}); "
+            "it needs a network connection the first time. The embedded 'digits' data set "
+            "works offline: load_dataset('digits')"
+        ) from error
+
+    def images(a: np.ndarray) -> np.ndarray:
+        a = a.astype(np.float64) / 255.0
+        return a[..., np.newaxis] if a.ndim == 3 else a
+
+    labels = (y.reshape(-1).astype(np.int64), y_test.reshape(-1).astype(np.int64))
+    return images(x), labels[0], images(x_test), labels[1]
+
+
 def load_dataset(
     name: str = "digits", seed: int = 0, n_train: int | None = None, n_valid: int | None = None
 ) -> ImageDataset:
@@ -101,21 +121,7 @@ def load_dataset(
     if name == "digits":
         counts = {"n_train": n_train, "n_valid": n_valid}
         return load_digits_split(seed, **{k: v for k, v in counts.items() if v is not None})
-    try:
-        (x, y), (x_test, y_test) = _keras_loader(name)()
-    except Exception as error:  # any download failure gets the same advice
-        raise DatasetUnavailableError(
-            f"could not load {name!r} through keras.datasets ({type(error).__name__}: {error}); "
-            "it needs a network connection the first time. The embedded 'digits' data set "
-            "works offline: load_dataset('digits')"
-        ) from error
-
-    def images(a: np.ndarray) -> np.ndarray:
-        a = a.astype(np.float64) / 255.0
-        return a[..., np.newaxis] if a.ndim == 3 else a
-
-    x, x_test = images(x), images(x_test)
-    y, y_test = y.reshape(-1).astype(np.int64), y_test.reshape(-1).astype(np.int64)
+    x, y, x_test, y_test = keras_images(name)
     _check_count("n_valid", n_valid, len(y))
     valid_size = n_valid if n_valid is not None else 0.2
     x_train, x_valid, y_train, y_valid = train_test_split(

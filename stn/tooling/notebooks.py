@@ -89,8 +89,6 @@ def execute(
     (``staging/<output's stem>``), and its files move into ``publish`` only after every cell
     passed: a failed notebook leaves the published figures as they were."""
     import nbformat
-    import papermill
-    import tqdm.auto  # noqa: F401  # before TQDM_DISABLE is set: papermill's own bar stays on
 
     check_parameters(notebook, parameters)
     stage = None
@@ -98,15 +96,7 @@ def execute(
         stage, parameters = staged(notebook, output, parameters, staging)
     try:
         with atomic_path(output) as tmp:
-            with _environment(KERNEL_ENVIRONMENT):  # the kernel inherits it
-                executed = papermill.execute_notebook(
-                    str(notebook),
-                    str(tmp),
-                    parameters=dict(parameters),
-                    cwd=str(Path(notebook).parent),
-                    progress_bar=True,
-                )
-            executed = clean_notebook(executed)
+            executed = run_papermill(notebook, tmp, parameters)
             executed = rebase_links(executed, Path(notebook).parent, Path(output).parent)
             executed.metadata["stn"] = {"environment": record()}
             nbformat.write(executed, str(tmp))
@@ -116,6 +106,25 @@ def execute(
         if stage is not None:
             shutil.rmtree(stage, ignore_errors=True)
     return Path(output)
+
+
+def run_papermill(
+    notebook: str | os.PathLike, path: Path, parameters: Mapping[str, object]
+) -> NotebookNode:
+    """Papermill's run of ``notebook`` into ``path``, in its own folder and the kernel
+    environment, cleaned of what changes from run to run (:func:`clean_notebook`)."""
+    import papermill
+    import tqdm.auto  # noqa: F401  # before TQDM_DISABLE is set: papermill's own bar stays on
+
+    with _environment(KERNEL_ENVIRONMENT):  # the kernel inherits it
+        executed = papermill.execute_notebook(
+            str(notebook),
+            str(path),
+            parameters=dict(parameters),
+            cwd=str(Path(notebook).parent),
+            progress_bar=True,
+        )
+    return clean_notebook(executed)
 
 
 def staged(

@@ -23,46 +23,64 @@ Results = Callable[[str], dict]
 
 def glance(results: Results) -> str:
     """Results at a glance: robustness, speed and the real-data comparison in a few lines."""
-    robustness = results("robustness.json")
+    return "\n".join(
+        [
+            glance_robustness(results("robustness.json")),
+            glance_speed(results("speed.json")),
+            glance_real_data(results("real_data.json")),
+        ]
+    )
+
+
+def glance_robustness(robustness: dict) -> str:
+    """The toy's success rates: the default variant against the scales of the two sources."""
     variants, default = robustness["variants"], robustness["default_variant"]
-    speed = results("speed.json")
-    fastest = min(speed["modes"], key=lambda m: speed["modes"][m]["us_per_cycle"])
-    eager = speed["modes"]["design doc (eager)"]["us_per_cycle"]
-    run = speed["full_run"]
-    real = results("real_data.json")
-    rows = {r["method"]: r for r in real["table"]}
-    paired = real["paired"]["valid_loss"]
-    fraction = max(c["step_fraction"] for c in real["claims"])
 
     def rate(name: str) -> str:
         return f"{variants[name]['successes']} of {variants[name]['runs']}"
 
     delta = {"delta-stn": "for Delta-STN as published", "delta-stn + leaky ReLU": "with leaky ReLU"}
     delta_text = ", ".join(f"{rate(n)} {label}" for n, label in delta.items() if n in variants)
+    return (
+        f"- **Toy problem, default variant** ({default}): succeeds on {rate(default)} "
+        f"held-out seeds, against {rate('per-layer scale')} for the design document's "
+        f"per-layer scale and {rate('per-unit scale')} for the paper's per-unit scale"
+        + (f"; {delta_text}." if delta_text else ".")
+    )
+
+
+def glance_speed(speed: dict) -> str:
+    """The fastest compiled mode against the eager loop, and one full run's time and memory."""
+    fastest = min(speed["modes"], key=lambda m: speed["modes"][m]["us_per_cycle"])
+    eager = speed["modes"]["design doc (eager)"]["us_per_cycle"]
+    run = speed["full_run"]
+    return (
+        f"- **Speed:** {speed['modes'][fastest]['us_per_cycle']:.0f} µs per cycle in "
+        f"compiled chunks ({fastest}), against {eager / 1000:.0f} ms for the design "
+        f"document's eager loop in the same run ({speed['modes'][fastest]['speedup']:.0f}×). "
+        f"A {run['cycles']}-cycle run takes {run['seconds']:.1f} s, compilation included; "
+        f"it allocates {run['added_mib']:.0f} MiB above the TensorFlow-import baseline "
+        f"({run['peak_mib']:.0f} MiB peak in all)."
+    )
+
+
+def glance_real_data(real: dict) -> str:
+    """STN's step fraction and validation loss against the searches, with the paired test."""
+    rows = {r["method"]: r for r in real["table"]}
+    paired = real["paired"]["valid_loss"]
+    fraction = max(c["step_fraction"] for c in real["claims"])
     interval = paired["interval_95"]
     interval_text = (
         "" if interval is None else f", 95% interval [{interval[0]:+.3f}, {interval[1]:+.3f}]"
     )
-    return "\n".join(
-        [
-            f"- **Toy problem, default variant** ({default}): succeeds on {rate(default)} "
-            f"held-out seeds, against {rate('per-layer scale')} for the design document's "
-            f"per-layer scale and {rate('per-unit scale')} for the paper's per-unit scale"
-            + (f"; {delta_text}." if delta_text else "."),
-            f"- **Speed:** {speed['modes'][fastest]['us_per_cycle']:.0f} µs per cycle in "
-            f"compiled chunks ({fastest}), against {eager / 1000:.0f} ms for the design "
-            f"document's eager loop in the same run ({speed['modes'][fastest]['speedup']:.0f}×). "
-            f"A {run['cycles']}-cycle run takes {run['seconds']:.1f} s, compilation included; "
-            f"it allocates {run['added_mib']:.0f} MiB above the TensorFlow-import baseline "
-            f"({run['peak_mib']:.0f} MiB peak in all).",
-            f"- **Digits, {rows['stn']['seeds']} seeds:** STN spent {fraction:.3f} of each "
-            f"search's training steps. Its best validation loss averaged "
-            f"{rows['stn']['valid_loss']:.3f}, against "
-            + ", ".join(f"{rows[m]['valid_loss']:.3f} for {m}" for m in ("tpe", "grid", "random"))
-            + f". It was at least as good as the best search on {paired['as_good']} of "
-            f"{paired['seeds']} seeds (STN minus best search: mean {paired['mean']:+.3f}"
-            f"{interval_text}).",
-        ]
+    return (
+        f"- **Digits, {rows['stn']['seeds']} seeds:** STN spent {fraction:.3f} of each "
+        f"search's training steps. Its best validation loss averaged "
+        f"{rows['stn']['valid_loss']:.3f}, against "
+        + ", ".join(f"{rows[m]['valid_loss']:.3f} for {m}" for m in ("tpe", "grid", "random"))
+        + f". It was at least as good as the best search on {paired['as_good']} of "
+        f"{paired['seeds']} seeds (STN minus best search: mean {paired['mean']:+.3f}"
+        f"{interval_text})."
     )
 
 

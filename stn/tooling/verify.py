@@ -163,6 +163,29 @@ def fmt(value: object, digits: int = 12) -> str:
 _MISSING = object()
 
 
+def judge(
+    kind: str, value: object, other: object, same_platform: bool, rerun: bool, band: float | None
+) -> tuple[bool | None, str, int]:
+    """Whether one number agrees under its rule's kind: (ok, tolerance text, digits shown).
+
+    ``ok`` is None for a number that is reported, not compared."""
+    if kind == "ratio" and band is not None:
+        return within_band(value, other, band), f"ratio in [1/{band:g}, {band:g}]", 4
+    if kind in ("ratio", "reported"):
+        return None, "reported (depends on the machine)", 4
+    tolerance = f"exact (±{EXACT:g})"
+    if other is _MISSING:  # on another platform a count can fall to zero and vanish
+        return (False if same_platform or not rerun else None), tolerance, 12
+    return (same_numbers(value, other) if same_platform else None), tolerance, 12
+
+
+def summary_row(file: str, kind: str, group: list[Row]) -> Row:
+    """One row standing for the numbers of one kind that are not shown one by one."""
+    results = {row.ok for row in group}
+    ok = False if False in results else (None if results == {None} else True)
+    return Row(f"{file}: {len(group)} other numbers ({kind})", "…", "…", group[0].tolerance, ok)
+
+
 def compare_file(
     file: str, committed: dict, now: dict | None, same_platform: bool, band: float | None
 ) -> list[Row]:
@@ -174,37 +197,13 @@ def compare_file(
         if rule is None:
             continue
         other = now_leaves.get(path, _MISSING)
-        digits = 12
-        if rule.kind == "ratio" and band is not None:
-            ok, tolerance = within_band(value, other, band), f"ratio in [1/{band:g}, {band:g}]"
-            digits = 4
-        elif rule.kind in ("ratio", "reported"):
-            ok, tolerance, digits = None, "reported (depends on the machine)", 4
-        elif other is _MISSING:  # on another platform a count can fall to zero and vanish
-            ok = False if same_platform or now is None else None
-            tolerance = f"exact (±{EXACT:g})"
-        else:
-            ok = same_numbers(value, other) if same_platform else None
-            tolerance = f"exact (±{EXACT:g})"
+        ok, tolerance, digits = judge(rule.kind, value, other, same_platform, now is not None, band)
         row = Row(f"{file}: {path}", fmt(value, digits), fmt(other, digits), tolerance, ok)
         if rule.show or ok is False or other is _MISSING:
             rows.append(row)
         else:
             hidden[rule.kind].append(row)
-    for kind, group in hidden.items():
-        if group:
-            results = {row.ok for row in group}
-            ok = False if False in results else (None if results == {None} else True)
-            label = kind
-            rows.append(
-                Row(
-                    f"{file}: {len(group)} other numbers ({label})",
-                    "…",
-                    "…",
-                    group[0].tolerance,
-                    ok,
-                )
-            )
+    rows.extend(summary_row(file, kind, group) for kind, group in hidden.items() if group)
     rows.extend(statistical_rows(file, committed, now))
     return rows
 

@@ -87,10 +87,7 @@ class Trainer:
         snapshots = array(size // cfg.snapshot_every, self._snapshot_shape)
         done, stop = tf.constant(0, tf.int32), tf.constant(False)
         stop_value = tf.constant(np.inf, DTYPE)
-        for j in tf.range(cfg.warmup_steps):  # static bound: XLA specialises on loop bounds
-            if j >= n_warmup:
-                break
-            stn.weight_step()
+        self._warm_up(n_warmup)
         for i in tf.range(size):
             if i >= n_cycles:
                 break
@@ -113,6 +110,13 @@ class Trainer:
         out.update(metrics=metrics.stack(), snapshots=snapshots.stack())
         return {**out, "finite": self._finite(out)}
 
+    def _warm_up(self, n_warmup: tf.Tensor) -> None:
+        """``n_warmup`` weight steps (in-graph), before a run's first cycle."""
+        for j in tf.range(self.config.warmup_steps):  # static bound: XLA specialises on bounds
+            if j >= n_warmup:
+                break
+            self.stn.weight_step()
+
     def _finite(self, out: dict[str, tf.Tensor]) -> tf.Tensor:
         """Whether every recorded quantity and every weight is finite (in-graph)."""
         checked = [out[k] for k in ("values", "stddev", "weight_loss", "hyper_loss", "metrics")]
@@ -131,13 +135,11 @@ class Trainer:
     ) -> Trajectory:
         """Warm up, then run chunks of cycles until the target or ``max_cycles`` is reached.
 
-        Continues from the current state; call ``reset(seed)`` first for a fresh run. The
-        keyword arguments add the standard callbacks: ``checkpoint_dir`` saves the state every
-        ``checkpoint_every`` cycles (default: every chunk) and at the end, and resumes from a
-        checkpoint found there; ``log_dir`` writes TensorBoard summaries every ``log_every``
-        cycles; ``progress`` shows a bar. A NaN or infinite loss, hyperparameter, scale, metric
-        or weight raises :class:`DivergenceError` at the end of the chunk it appeared in.
-        """
+        Continues from the current state (``reset(seed)`` first for a fresh run). The keywords
+        add the standard callbacks: ``checkpoint_dir`` saves the state every ``checkpoint_every``
+        cycles (default: every chunk) and at the end, and resumes from a checkpoint found there;
+        ``log_dir`` writes TensorBoard summaries every ``log_every`` cycles; ``progress`` shows
+        a bar. A NaN or infinite number raises :class:`DivergenceError` after its chunk."""
         total = self.config.max_cycles if max_cycles is None else max_cycles
         if not is_positive_int(total):
             raise ValueError(f"max_cycles={total!r} must be a positive integer")
