@@ -10,7 +10,15 @@ import pytest
 import tensorflow as tf
 
 from stn.experiments.baselines import FixedTrainer, grid_points, random_points, search, tpe_search
-from stn.experiments.real_data import Comparison, MethodResult, RealDataExperiment, summary
+from stn.experiments.real_data import (
+    Comparison,
+    MethodResult,
+    RealDataExperiment,
+    bootstrap_interval,
+    markdown_table,
+    paired_difference,
+    summary,
+)
 from stn.method.hyperparameters import DTYPE
 from stn.method.layers import HyperConv2D, per_example_dropout
 from stn.method.models import HyperCNN, HyperMLP
@@ -310,6 +318,59 @@ def test_claim_and_summary():
     rows = summary([c, c])
     assert [r["method"] for r in rows] == ["stn", "grid", "random", "tpe"]
     assert rows[0]["valid_loss"] == pytest.approx(0.10) and rows[0]["valid_loss_std"] == 0.0
+
+
+def _seeds(stn_losses, baselines):
+    """One comparison per seed: STN's loss and each baseline's ({method: losses})."""
+    comparisons = []
+    for seed, loss in enumerate(stn_losses):
+        results = {"stn": _result("stn", loss, 100)}
+        results.update({m: _result(m, losses[seed], 1000) for m, losses in baselines.items()})
+        comparisons.append(Comparison(seed, results, None, warmup_steps=10, steps_per_cycle=3))
+    return comparisons
+
+
+def test_paired_difference_against_each_method_and_the_best_search():
+    comparisons = _seeds(
+        [0.10, 0.20, 0.30],
+        {"grid": [0.15, 0.10, 0.35], "random": [0.30, 0.30, 0.30], "tpe": [0.11, 0.25, 0.20]},
+    )
+    grid = paired_difference(comparisons, "valid_loss", "grid")
+    assert grid["differences"] == pytest.approx([-0.05, 0.10, -0.05])
+    assert grid["mean"] == pytest.approx(0.0) and grid["as_good"] == 2 and grid["seeds"] == 3
+    best = paired_difference(comparisons)  # per seed: tpe, grid, tpe
+    assert best["differences"] == pytest.approx([-0.01, 0.10, 0.10])
+    assert best["as_good"] == 1
+    low, high = best["interval_95"]
+    assert -0.01 - 1e-12 <= low <= best["mean"] <= high <= 0.10 + 1e-12  # within the extremes
+
+
+def test_bootstrap_interval_is_seeded_and_shrinks_with_more_seeds():
+    rng = np.random.default_rng(1)
+    few, many = rng.normal(0.0, 1.0, 5), rng.normal(0.0, 1.0, 200)
+    assert bootstrap_interval(few) == bootstrap_interval(few.copy())  # the same numbers again
+    width = [high - low for low, high in (bootstrap_interval(few), bootstrap_interval(many))]
+    assert width[1] < width[0] / 3
+    low, high = bootstrap_interval(many)
+    assert low < many.mean() < high and low < 0 < high  # covers the true mean 0 here
+    assert bootstrap_interval(np.array([0.5])) is None
+    assert bootstrap_interval(np.array([0.2, 0.2])) == (0.2, 0.2)
+
+
+def test_the_table_has_each_baselines_paired_difference_against_stn():
+    comparisons = _seeds(
+        [0.10, 0.20, 0.30],
+        {"grid": [0.15, 0.10, 0.35], "random": [0.30, 0.30, 0.30], "tpe": [0.11, 0.25, 0.20]},
+    )
+    rows = {r["method"]: r for r in summary(comparisons)}
+    assert "valid_loss_difference" not in rows["stn"]
+    assert rows["random"]["valid_loss_difference"] == pytest.approx(-0.10)
+    assert rows["random"]["valid_loss_as_good"] == 3
+    lines = markdown_table(list(rows.values())).splitlines()
+    assert len(lines) == 2 + 4  # header, rule, one row per method
+    stn_row, random_row = lines[2].split(" | "), lines[4].split(" | ")
+    assert stn_row[3] == "—" and random_row[4] == "3 of 3"
+    assert random_row[3].startswith("-0.1000 [")
 
 
 def test_experiment_checks_its_budgets():

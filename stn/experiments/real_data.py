@@ -337,31 +337,76 @@ def summary(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
             row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
         row["steps"] = float(np.mean([r.steps for r in results]))
         row["seconds"] = float(np.mean([r.seconds for r in results]))
+        if method != "stn":
+            row.update(paired_columns(comparisons, method))
         rows.append(row)
     return rows
 
 
-def paired_difference(comparisons: Sequence[Comparison], metric: str = "valid_loss") -> dict:
-    """STN's early-stopped ``metric`` minus the best search's (the one with the lowest
-    validation loss on that seed), per seed, with the mean difference and its 95% t interval
-    (None with fewer than two seeds) and the seeds on which STN is at least as good."""
+def paired_columns(comparisons: Sequence[Comparison], method: str) -> dict[str, object]:
+    """A table row's paired statistics against STN, for the validation and the test loss:
+    the mean of STN minus ``method`` over seeds, its 95% bootstrap interval and the number of
+    seeds on which STN is at least as good."""
+    columns: dict[str, object] = {}
+    for metric in ("valid_loss", "test_loss"):
+        paired = paired_difference(comparisons, metric, method)
+        columns[f"{metric}_difference"] = paired["mean"]
+        columns[f"{metric}_interval_95"] = paired["interval_95"]
+        columns[f"{metric}_as_good"] = paired["as_good"]
+    return columns
+
+
+#: The paired comparison's default baseline: on each seed, the search with the lowest
+#: validation loss (a minimum over that search's trials, so optimistically biased).
+BEST_SEARCH = "best search"
+#: Bootstrap resamples of the seeds for a paired interval, and the resampling's seed.
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+
+
+def paired_difference(
+    comparisons: Sequence[Comparison], metric: str = "valid_loss", baseline: str = BEST_SEARCH
+) -> dict:
+    """STN's early-stopped ``metric`` minus ``baseline``'s (a method, or on each seed the
+    search with the lowest validation loss), per seed, with the mean difference, its 95%
+    bootstrap interval (None with fewer than two seeds) and the seeds on which STN is at least
+    as good."""
     differences = []
     for c in comparisons:
-        best = min((c.results[m] for m in SEARCHES), key=lambda r: r.best["valid_loss"])
-        differences.append(c.results["stn"].best[metric] - best.best[metric])
+        if baseline == BEST_SEARCH:
+            other = min((c.results[m] for m in SEARCHES), key=lambda r: r.best["valid_loss"])
+        else:
+            other = c.results[baseline]
+        differences.append(c.results["stn"].best[metric] - other.best[metric])
     d = np.array(differences)
-    interval = None
-    if len(d) > 1:
-        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
-        interval = (float(d.mean() - half), float(d.mean() + half))
     return {
         "metric": metric,
+        "baseline": baseline,
         "differences": d.tolist(),
         "mean": float(d.mean()),
-        "interval_95": interval,
+        "interval_95": bootstrap_interval(d),
         "as_good": int((d <= 0).sum()),
         "seeds": len(d),
     }
+
+
+def bootstrap_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+    """The percentile bootstrap interval of the mean, resampling the seeds (scipy's
+    ``stats.bootstrap``, seeded): None with fewer than two values, a point when all agree."""
+    if len(values) < 2:
+        return None
+    if np.all(values == values[0]):
+        return float(values[0]), float(values[0])
+    result = stats.bootstrap(
+        (values,),
+        np.mean,
+        confidence_level=level,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+    )
+    interval = result.confidence_interval
+    return float(interval.low), float(interval.high)
 
 
 def verdict(comparisons: Sequence[Comparison]) -> str:
@@ -400,20 +445,37 @@ def verdict(comparisons: Sequence[Comparison]) -> str:
 
 def markdown_table(rows: Sequence[dict[str, object]]) -> str:
     """The paper's Table 2 layout: best validation loss, test loss and accuracy (mean ± std over
-    seeds), with training steps and wall time per seed."""
+    seeds), each baseline's paired difference against STN (STN minus it: negative favours STN)
+    with its 95% bootstrap interval and the seeds on which STN was at least as good, and the
+    training steps and wall time per seed."""
     lines = [
-        "| method | seeds | best valid loss | test loss | test accuracy | steps | wall time (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| method | seeds | best valid loss | STN − method, valid [95% CI] | STN ≤ method (valid) "
+        "| test loss | STN − method, test [95% CI] | STN ≤ method (test) | test accuracy "
+        "| steps | wall time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def pm(row: dict, key: str) -> str:
         std = row[f"{key}_std"]
         return f"{row[key]:.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}")
 
+    def paired(row: dict, metric: str) -> str:
+        if f"{metric}_difference" not in row:
+            return "—"
+        interval = row[f"{metric}_interval_95"]
+        text = "" if interval is None else f" [{interval[0]:+.4f}, {interval[1]:+.4f}]"
+        return f"{row[f'{metric}_difference']:+.4f}{text}"
+
+    def won(row: dict, metric: str) -> str:
+        key = f"{metric}_as_good"
+        return "—" if key not in row else f"{row[key]} of {row['seeds']}"
+
     for r in rows:
         lines.append(
-            f"| {r['method']} | {r['seeds']} | {pm(r, 'valid_loss')} | {pm(r, 'test_loss')} "
-            f"| {pm(r, 'test_accuracy')} | {r['steps']:.0f} | {r['seconds']:.1f} |"
+            f"| {r['method']} | {r['seeds']} | {pm(r, 'valid_loss')} | {paired(r, 'valid_loss')} "
+            f"| {won(r, 'valid_loss')} | {pm(r, 'test_loss')} | {paired(r, 'test_loss')} "
+            f"| {won(r, 'test_loss')} | {pm(r, 'test_accuracy')} | {r['steps']:.0f} "
+            f"| {r['seconds']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
