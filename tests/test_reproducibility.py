@@ -267,6 +267,25 @@ def test_a_number_missing_from_a_rerun_fails_only_on_the_same_platform(results):
     assert row.ok is None and row.now == "missing"
 
 
+def test_where_a_rerun_kept_its_optuna_study_is_not_compared(results):
+    """make verify keeps its study under build/verify: a record of the run, not a result."""
+
+    def move(d: dict) -> None:
+        for comparison in d["comparisons"]:
+            comparison["config"]["storage"] = "sqlite:///../build/verify/real_data_optuna.db"
+
+    edit(results, "real_data_results.json", move)
+    assert mismatches(REFERENCE, results) == []
+
+    def fewer_trials(d: dict) -> None:  # a setting that changes results still counts
+        d["comparisons"][0]["config"]["n_trials"] = 9
+
+    edit(results, "real_data_results.json", fewer_trials)
+    assert mismatches(REFERENCE, results) == [
+        "real_data_results.json: comparisons.0.config.n_trials"
+    ]
+
+
 def test_without_the_lock_installed_exact_rows_are_not_compared(results):
     edit(results, "toy.json", lambda d: d["environment"].update(matches_lock=False))
     rows, notes = verify.compare(REFERENCE, results, "small")
