@@ -267,7 +267,10 @@ def test_forward_is_monotone_over_the_whole_real_line(kind, data):
     xs = np.sort(np.array([-1e6, -1e3, 0.0, 1e3, 1e6, *extra]))
     ys = direction(t) * forward(t, xs)  # exp overflows to +inf: still ordered, so kept
     assert not np.any(np.isnan(ys))
-    assert np.all(ys[1:] >= ys[:-1]), (t, xs, ys)
+    # Ordered up to rounding: TensorFlow's vectorised kernels can round two equal inputs an ulp
+    # apart, by their place in the array (seen on an AVX-512 AMD EPYC: softplus(0.490234375)).
+    rounding = np.where(np.isfinite(ys[:-1]), 4 * np.spacing(np.abs(ys[:-1])), 0.0)
+    assert np.all(ys[1:] >= ys[:-1] - rounding), (t, xs, ys)
 
 
 @pytest.mark.parametrize("kind", KINDS)
