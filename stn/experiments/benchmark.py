@@ -3,7 +3,8 @@
 Modes, all measured in one process on the same machine: the design document's eager loop
 (``stn.experiments.reference``), one compiled cycle per call, and compiled chunks of K cycles with
 and without XLA. Times are medians over repeated runs, in µs per cycle (2 weight + 2 hyper steps
-+ evaluation).
++ evaluation). Many runs: the cost per member-cycle of a population against its size P, beside
+the same runs dealt to worker processes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 
 import numpy as np
 
+from stn.experiments import toy
 from stn.experiments.reference import design_doc_loop
 from stn.experiments.toy import ToyExperiment
 from stn.util.settings import Settings, setting
@@ -57,7 +59,16 @@ class BenchmarkSettings(Settings):
     max_us_per_cycle: float = setting(gt=0)
     max_full_run_seconds: float = setting(gt=0)
     max_added_mib: float = setting(gt=0)
+    population_sizes: list[int] = setting(min_length=1, items={"ge": 1})
+    population_cycles: int = setting(ge=1)
     output_dir: str = setting()
+
+    def check_together(self) -> None:
+        if self.population_sizes[0] != 1:
+            raise ValueError(
+                f"population_sizes={self.population_sizes!r} must start at 1: the gain of a "
+                "population is against its cost at P = 1"
+            )
 
 
 def default_modes(max_cycles: int = 10000) -> list[Mode]:
@@ -151,6 +162,67 @@ def scaling_benchmark(
                 )
             )
     return rows
+
+
+def population_benchmark(
+    base: ToyExperiment, sizes: list[int], cycles: int, repeats: int, workers: int = 2
+) -> list[dict[str, float]]:
+    """Cost per member-cycle of P runs of ``cycles`` cycles, for each P in ``sizes``, three ways:
+    a population (:mod:`stn.method.population`; its first run, compile included, and the median
+    of ``repeats`` runs after it), and the P runs as single runs dealt to ``workers`` processes
+    (:func:`stn.experiments.toy.study`; process start and compile included). ``gain`` is the
+    population's steady cost at P = 1 over its cost at P, both measured in this run."""
+    exp, rows = _fixed_length(base, cycles), []
+    for p in sizes:
+        trainer = exp.build(tuple(range(p)))
+        start = time.perf_counter()
+        trainer.run()
+        first = time.perf_counter() - start
+        samples = []
+        for r in range(1, repeats + 1):
+            trainer.reset(tuple(range(r * p, (r + 1) * p)))
+            start = time.perf_counter()
+            trainer.run()
+            samples.append((time.perf_counter() - start) / (p * cycles) * 1e6)
+        start = time.perf_counter()
+        toy.study(exp, range(p), progress=False, workers=workers)
+        spread = time.perf_counter() - start
+        rows.append(
+            {
+                "members": p,
+                "cycles": cycles,
+                "us_per_member_cycle": float(np.median(samples)),
+                "us_per_member_cycle_samples": samples,
+                "first_run_us_per_member_cycle": first / (p * cycles) * 1e6,
+                "workers": workers,
+                "workers_us_per_member_cycle": spread / (p * cycles) * 1e6,
+            }
+        )
+    for row in rows:
+        row["gain"] = rows[0]["us_per_member_cycle"] / row["us_per_member_cycle"]
+    return rows
+
+
+def member_deviation(base: ToyExperiment, seeds: list[int], cycles: int) -> float:
+    """The largest absolute difference, over every recorded quantity of ``cycles`` cycles,
+    between each member of a population of ``seeds`` and the single run of its seed."""
+    exp = _fixed_length(base, cycles)
+    members, single, worst = exp.build(tuple(seeds)).run(), exp.build(seeds[0]), 0.0
+    for seed, member in zip(seeds, members, strict=True):
+        single.reset(seed)
+        run = single.run()
+        pairs = [(getattr(member, k), getattr(run, k)) for k in ("values", "stddev")]
+        pairs += [(getattr(member, k), getattr(run, k)) for k in ("weight_loss", "hyper_loss")]
+        pairs += [(member.metrics[k], run.metrics[k]) for k in run.metrics]
+        worst = max([worst, *(float(np.max(np.abs(a - b))) for a, b in pairs)])
+    return worst
+
+
+def _fixed_length(base: ToyExperiment, cycles: int) -> ToyExperiment:
+    """``base`` run for exactly ``cycles`` cycles in one chunk (no early stop)."""
+    return dataclasses.replace(
+        base, max_cycles=cycles, chunk_cycles=cycles, snapshot_every=cycles, target=None
+    )
 
 
 def full_run_memory(cycles: int = 10000) -> dict[str, float]:

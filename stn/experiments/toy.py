@@ -15,7 +15,7 @@ import ast
 import functools
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -83,7 +83,10 @@ class ToyExperiment:
     def task(self) -> ToyTask:
         return ToyTask(batch_size=self.batch_size, validation_range=self.validation_range)
 
-    def build(self) -> Trainer:
+    def build(self, seed: int | Sequence[int] | None = None) -> Trainer:
+        """The trainer of this run; of the population whose members are the runs with the given
+        seeds when ``seed`` is a sequence (:mod:`stn.method.population`)."""
+        seed = self.seed if seed is None else seed
         model_fn = functools.partial(
             ToyHyperNet,
             depth=self.depth,
@@ -93,7 +96,7 @@ class ToyExperiment:
             activation=self.activation,
         )
         spec = x_range_spec(self.x_range_init, self.scale_init)
-        return Trainer(STN(self.task(), [spec], model_fn, self.config(), seed=self.seed))
+        return Trainer(STN(self.task(), [spec], model_fn, self.config(), seed=seed))
 
 
 #: The robustness study's variants, all options of the one training loop. Each name says what

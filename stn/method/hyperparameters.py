@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from stn.util.checks import is_positive_int
+
 DTYPE = tf.float64
 
 
@@ -223,8 +225,16 @@ class Hyperparameters(tf.Module):
     whatever the caller passes, never stored.
     """
 
-    def __init__(self, specs: Sequence[HyperparameterSpec], name: str = "hyperparameters"):
+    def __init__(
+        self,
+        specs: Sequence[HyperparameterSpec],
+        population: int | None = None,
+        name: str = "hyperparameters",
+    ):
         super().__init__(name=name)
+        if population is not None and not is_positive_int(population):
+            raise ValueError(f"population={population!r} must be a positive integer or None")
+        self.population = population
         if not specs:
             raise ValueError("specs=[] is not allowed: give at least one HyperparameterSpec")
         names = [s.name for s in specs]
@@ -232,14 +242,12 @@ class Hyperparameters(tf.Module):
             raise ValueError(f"specs have duplicate names {names}; names must be unique")
         self.specs = tuple(specs)
         self.transforms = tuple(s.space for s in specs)
-        self.unconstrained = tf.Variable(
-            [t.inverse(s.initial) for s, t in zip(specs, self.transforms, strict=True)],
-            dtype=DTYPE,
-            name="unconstrained",
-        )
-        self.scale = tf.Variable(
-            [inverse_softplus(s.scale) for s in specs], dtype=DTYPE, name="scale"
-        )
+        initial = [t.inverse(s.initial) for s, t in zip(specs, self.transforms, strict=True)]
+        scale = [inverse_softplus(s.scale) for s in specs]
+        if population is not None:  # one row per member: [P, H]
+            initial, scale = [initial] * population, [scale] * population
+        self.unconstrained = tf.Variable(initial, dtype=DTYPE, name="unconstrained")
+        self.scale = tf.Variable(scale, dtype=DTYPE, name="scale")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -253,9 +261,14 @@ class Hyperparameters(tf.Module):
         """The perturbation standard deviation softplus(s), one per hyperparameter."""
         return tf.math.softplus(self.scale)
 
+    def per_example(self, x: tf.Tensor) -> tf.Tensor:
+        """A per-hyperparameter tensor ([H], or [P, H] in a population) shaped to broadcast over
+        a batch ([batch, H], or [P, batch, H])."""
+        return x if self.population is None else x[:, tf.newaxis, :]
+
     def perturbed(self, noise: tf.Tensor) -> tf.Tensor:
-        """λ + softplus(s)·n for standard-normal noise n of shape [batch, H]."""
-        return self.unconstrained + self.stddev() * noise
+        """λ + softplus(s)·n for standard-normal noise n of shape [batch, H] ([P, batch, H])."""
+        return self.per_example(self.unconstrained) + self.per_example(self.stddev()) * noise
 
     def sample(self, batch_size: tf.Tensor | int, generator: tf.random.Generator) -> tf.Tensor:
         """Unconstrained batch λ + ε, ε ~ N(0, softplus(s)²), one draw per example."""
@@ -264,7 +277,9 @@ class Hyperparameters(tf.Module):
 
     def exact(self, batch_size: tf.Tensor | int) -> tf.Tensor:
         """Unconstrained batch at the unperturbed λ (evaluation mode)."""
-        return tf.tile(self.unconstrained[tf.newaxis, :], [batch_size, 1])
+        if self.population is None:
+            return tf.tile(self.unconstrained[tf.newaxis, :], [batch_size, 1])
+        return tf.tile(self.per_example(self.unconstrained), [1, batch_size, 1])
 
     def constrain(self, unconstrained: tf.Tensor) -> tf.Tensor:
         """Map an unconstrained batch [batch, H] (or vector [H]) to the constrained space."""
@@ -282,7 +297,9 @@ class Hyperparameters(tf.Module):
         return self.constrain(self.unconstrained)
 
     def entropy(self) -> tf.Tensor:
-        """Entropy of N(0, diag(softplus(s))²): Σ log(softplus(s)·sqrt(2πe))."""
+        """Entropy of N(0, diag(softplus(s))²): Σ log(softplus(s)·sqrt(2πe)) (one per member
+        in a population)."""
         return tf.reduce_sum(
-            tf.math.log(self.stddev() * tf.constant(math.sqrt(2 * math.pi * math.e), DTYPE))
+            tf.math.log(self.stddev() * tf.constant(math.sqrt(2 * math.pi * math.e), DTYPE)),
+            axis=-1,
         )

@@ -24,9 +24,14 @@ HYPER_INIT_STD = {"paper": 0.01, "design": 0.1, "zero": 0.0}
 def _uniform(
     generator: tf.random.Generator, shape: list[int], fan_in: int, name: str
 ) -> tf.Variable:
-    """The official initialisation of W and b: U(±1/sqrt(fan_in))."""
+    """The official initialisation of W and b: U(±1/sqrt(fan_in)). A population's generator
+    (:class:`stn.method.population.PopulationGenerator`) draws [P, *shape]; its biases get an
+    axis for the batch, [P, 1, out], so they broadcast over activations [P, batch, out]."""
     bound = 1.0 / math.sqrt(fan_in)
-    return tf.Variable(generator.uniform(shape, -bound, bound, DTYPE), name=name)
+    value = generator.uniform(shape, -bound, bound, DTYPE)
+    if len(shape) == 1 and value.shape.rank == 2:
+        value = value[:, tf.newaxis, :]
+    return tf.Variable(value, name=name)
 
 
 class HyperLayer(tf.Module):

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 
 import tensorflow as tf
 
+from stn.method.population import MemberMask
+
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
@@ -28,9 +30,14 @@ class FusedOptimizer(tf.Module):
         self.kind, self.learning_rate = kind, float(learning_rate)
         self.slots: dict[int, tuple[tf.Variable, ...]] = {}
         self.powers: tuple[tf.Variable, ...] = ()
+        #: a population's members still training (:class:`stn.method.population.MemberMask`);
+        #: the updates of the others are undone, slots included
+        self.mask: MemberMask | None = None
 
-    def build(self, var_list: Sequence[tf.Variable]) -> None:
-        """Create the slot variables (zeros) for ``var_list``."""
+    def build(self, var_list: Sequence[tf.Variable], mask: MemberMask | None = None) -> None:
+        """Create the slot variables (zeros) for ``var_list``; a population's ``mask`` keeps
+        its stopped members' variables and slots as they are."""
+        self.mask = mask
         n_slots = {"adam": 2, "sgd": 1, "rmsprop": 2}[self.kind]
         for var in var_list:
             self.slots[id(var)] = tuple(
@@ -59,6 +66,15 @@ class FusedOptimizer(tf.Module):
             self.powers[1].assign(self.powers[1] * 0.999)
 
     def _apply(self, grad: tf.Tensor, var: tf.Variable) -> None:
+        if self.mask is None:
+            return self._kernel(grad, var)
+        state = (var, *self.slots[id(var)])
+        before = [v.read_value() for v in state]
+        self._kernel(grad, var)
+        for v, old in zip(state, before, strict=True):
+            self.mask.keep_stopped(v, old)
+
+    def _kernel(self, grad: tf.Tensor, var: tf.Variable) -> None:
         slots = self.slots[id(var)]
         lr = tf.constant(self.learning_rate, var.dtype)
 

@@ -19,6 +19,7 @@ import tensorflow as tf
 from stn.method.hyperparameters import DTYPE, Hyperparameters, HyperparameterSpec
 from stn.method.models import HyperModel
 from stn.method.optimizers import OPTIMIZERS, FusedOptimizer, make_optimizer
+from stn.method.population import MemberMask, PopulationGenerator, check_like, population_size
 from stn.method.variants import HYPERNET_INPUTS, WEIGHT_STEPS
 from stn.util.checks import check_choice, is_count, is_positive_int
 
@@ -127,7 +128,10 @@ class STNConfig:
 class STN(tf.Module):
     """A self-tuning network: hyperparameters, hypermodel, optimizers and the steps of
     Algorithm 1. ``model_fn(n_hyper, generator)`` builds the hypermodel; ``reset(seed)``
-    re-initialises every variable in place, so many seeds share one compiled graph."""
+    re-initialises every variable in place, so many seeds share one compiled graph.
+
+    ``seed`` is one run's seed, or a sequence of seeds: then the STN is a population
+    (:mod:`stn.method.population`) whose member i is the run with ``seed[i]``."""
 
     def __init__(
         self,
@@ -135,16 +139,18 @@ class STN(tf.Module):
         specs: Sequence[HyperparameterSpec],
         model_fn: Callable[[int, tf.random.Generator], HyperModel],
         config: STNConfig = STNConfig(),
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
     ):
         super().__init__(name="stn")
         self.task, self.config, self.model_fn, self.seed = task, config, model_fn, seed
-        self.hyperparameters = Hyperparameters(specs)
+        self.population = population_size(seed, task)
+        self.hyperparameters = Hyperparameters(specs, self.population)
         check_specs = getattr(task, "check_specs", None)
         if check_specs is not None:
             check_specs(self.hyperparameters.specs)
-        self.model = model_fn(self.hyperparameters.size, init_generator(seed))
-        self.generator = tf.random.Generator.from_seed(train_seed(seed))
+        self.model = model_fn(self.hyperparameters.size, stream(seed, init_seed))
+        self.generator = stream(seed, train_seed)
+        self.mask = None if self.population is None else MemberMask(self.population)
         self.hypernet_input = HYPERNET_INPUTS[config.hypernet_input]()
         self.weight_update = WEIGHT_STEPS[config.weight_step](
             lambda: make_optimizer(config.weight_optimizer, config.weight_lr)
@@ -152,32 +158,41 @@ class STN(tf.Module):
         self.hyper_optimizer = make_optimizer(config.hyper_optimizer, config.hyper_lr)
         self.scale_optimizer = make_optimizer(config.scale_optimizer, config.scale_lr)
         self.weight_update.build(self)
-        self.hyper_optimizer.build([self.hyperparameters.unconstrained])
-        self.scale_optimizer.build([self.hyperparameters.scale])
+        self.hyper_optimizer.build([self.hyperparameters.unconstrained], self.mask)
+        self.scale_optimizer.build([self.hyperparameters.scale], self.mask)
         self._optimizer_init = [(v, v.numpy()) for opt in self.optimizers for v in opt.variables]
 
     @property
     def optimizers(self) -> tuple[FusedOptimizer, ...]:
         return (*self.weight_update.optimizers, self.hyper_optimizer, self.scale_optimizer)
 
-    def reset(self, seed: int) -> None:
-        """Start over from ``seed``: fresh weights, hyperparameters, optimizers and noise."""
+    def reset(self, seed: int | Sequence[int]) -> None:
+        """Start over from ``seed`` (one per member in a population): fresh weights,
+        hyperparameters, optimizers and noise."""
+        check_like(seed, self.seed)
         self.seed = seed
-        fresh_hp = Hyperparameters(self.hyperparameters.specs)
-        fresh = self.model_fn(self.hyperparameters.size, init_generator(seed))
+        fresh_hp = Hyperparameters(self.hyperparameters.specs, self.population)
+        fresh = self.model_fn(self.hyperparameters.size, stream(seed, init_seed))
         for old, new in zip(self.model.weights, fresh.weights, strict=True):
             old.assign(new)
         self.hyperparameters.unconstrained.assign(fresh_hp.unconstrained)
         self.hyperparameters.scale.assign(fresh_hp.scale)
         for var, value in self._optimizer_init:
             var.assign(value)
-        self.generator.reset_from_seed(train_seed(seed))
+        self.generator.reset_from_seed(seed if self.population else train_seed(seed))
+        if self.mask is not None:
+            self.mask.reset()
 
     # -- the pieces a step is made of -------------------------------------------------------------
 
+    def batch_size(self, batch: Batch) -> tf.Tensor:
+        """How many examples ``batch`` has (each member's, in a population)."""
+        return tf.shape(batch[0])[0 if self.population is None else 1]
+
     def network_input(self, perturbed: tf.Tensor) -> tf.Tensor:
         """What the hypernetwork reads for perturbed (unconstrained) hyperparameters."""
-        return self.hypernet_input.perturbed(perturbed, self.hyperparameters.unconstrained)
+        hp = self.hyperparameters
+        return self.hypernet_input.perturbed(perturbed, hp.per_example(hp.unconstrained))
 
     def eval_input(self, n: tf.Tensor | int) -> tf.Tensor:
         """What the hypernetwork reads for ``n`` examples at the unperturbed λ."""
@@ -186,7 +201,7 @@ class STN(tf.Module):
     def train_batch(self) -> tuple[Batch, tf.Tensor]:
         """A training batch and one perturbed λ + ε per example."""
         batch = self.task.train_batch(self.generator)
-        return batch, self.hyperparameters.sample(tf.shape(batch[0])[0], self.generator)
+        return batch, self.hyperparameters.sample(self.batch_size(batch), self.generator)
 
     def train_loss(
         self, batch: Batch, hnet_input: tf.Tensor, unconstrained: tf.Tensor, model=None
@@ -208,7 +223,7 @@ class STN(tf.Module):
         """λ, s ← descend F(λ + ε, ŵ_φ(λ + ε)) − τ·H[p(ε | s)]."""
         task, hp = self.task, self.hyperparameters
         batch = task.valid_batch(self.generator)
-        noise = self.generator.normal([tf.shape(batch[0])[0], hp.size], dtype=DTYPE)
+        noise = self.generator.normal([self.batch_size(batch), hp.size], dtype=DTYPE)
         with tf.GradientTape() as tape:
             loss = task.valid_loss(self.model, batch, self.network_input(hp.perturbed(noise)))
             objective = loss - self.config.entropy_weight * hp.entropy()
@@ -232,11 +247,25 @@ class STN(tf.Module):
         return self.task.evaluate(self.model, self.eval_input)
 
 
+def init_seed(seed: int) -> int:
+    """The seed of the random stream that initialises the weights of a run with ``seed``."""
+    return 2 * seed
+
+
 def init_generator(seed: int) -> tf.random.Generator:
     """The generator that initialises the weights of a run with ``seed``."""
-    return tf.random.Generator.from_seed(2 * seed)
+    return tf.random.Generator.from_seed(init_seed(seed))
 
 
 def train_seed(seed: int) -> int:
     """The seed of the random stream that a run with ``seed`` trains on."""
     return 2 * seed + 1
+
+
+def stream(
+    seed: int | Sequence[int], seed_of: Callable[[int], int]
+) -> tf.random.Generator | PopulationGenerator:
+    """The random stream ``seed_of(seed)`` of a run, or one per member of a population."""
+    if isinstance(seed, int):
+        return tf.random.Generator.from_seed(seed_of(seed))
+    return PopulationGenerator(seed, seed_of)

@@ -26,6 +26,7 @@ import tensorflow as tf
 from stn.method.hyperparameters import Hyperparameters
 from stn.method.models import HyperModel
 from stn.method.optimizers import FusedOptimizer
+from stn.method.population import MemberMask
 
 OptimizerFactory = Callable[[], FusedOptimizer]
 Batch = tuple[tf.Tensor, ...]
@@ -36,8 +37,11 @@ class STN(Protocol):
 
     model: HyperModel
     hyperparameters: Hyperparameters
+    mask: MemberMask | None
 
     def train_batch(self) -> tuple[Batch, tf.Tensor]: ...
+
+    def batch_size(self, batch: Batch) -> tf.Tensor: ...
 
     def network_input(self, perturbed: tf.Tensor) -> tf.Tensor: ...
 
@@ -76,7 +80,7 @@ class JointStep:
         self.optimizers = (make_optimizer(),)
 
     def build(self, stn: STN) -> None:
-        self.optimizers[0].build(list(stn.model.weights))
+        self.optimizers[0].build(list(stn.model.weights), stn.mask)
 
     def __call__(self, stn: STN) -> tf.Tensor:
         batch, perturbed = stn.train_batch()
@@ -94,7 +98,7 @@ class SplitStep(JointStep):
 
     def __call__(self, stn: STN) -> tf.Tensor:
         batch, perturbed = stn.train_batch()
-        exact = stn.hyperparameters.exact(tf.shape(batch[0])[0])
+        exact = stn.hyperparameters.exact(stn.batch_size(batch))
         with tf.GradientTape(persistent=True) as tape:
             loss = stn.train_loss(batch, stn.network_input(perturbed), perturbed)
             general_loss = stn.train_loss(batch, tf.zeros_like(exact), exact)
@@ -144,13 +148,13 @@ class DeltaStep:
         self.optimizers = (make_optimizer(), make_optimizer())
 
     def build(self, stn: STN) -> None:
-        self.optimizers[0].build(list(stn.model.elementary_weights))
-        self.optimizers[1].build(list(stn.model.hyper_weights))
+        self.optimizers[0].build(list(stn.model.elementary_weights), stn.mask)
+        self.optimizers[1].build(list(stn.model.hyper_weights), stn.mask)
 
     def __call__(self, stn: STN) -> tf.Tensor:
         general, response = list(stn.model.elementary_weights), list(stn.model.hyper_weights)
         batch, perturbed = stn.train_batch()
-        exact = stn.hyperparameters.exact(tf.shape(batch[0])[0])
+        exact = stn.hyperparameters.exact(stn.batch_size(batch))
         with tf.GradientTape() as tape:
             general_loss = stn.train_loss(batch, tf.zeros_like(exact), exact)
         grads = tape.gradient(general_loss, general)

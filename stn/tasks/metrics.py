@@ -8,13 +8,14 @@ import tensorflow as tf
 
 
 def sup_distance(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """max |y_true − y_pred| on the evaluation grid (E & Wang 2018's distance for x²); NaN if
-    any prediction is NaN (a plain max may skip NaNs, which would pass for a small distance)."""
+    """max |y_true − y_pred| on the evaluation grid (E & Wang 2018's distance for x²), over the
+    last axis (one per member of a population); NaN if any prediction is NaN (a plain max may
+    skip NaNs, which would pass for a small distance)."""
     error = tf.abs(y_true - y_pred)
     return tf.where(
-        tf.reduce_any(tf.math.is_nan(error)),
+        tf.reduce_any(tf.math.is_nan(error), axis=-1),
         tf.constant(math.nan, error.dtype),
-        tf.reduce_max(error),
+        tf.reduce_max(error, axis=-1),
     )
 
 

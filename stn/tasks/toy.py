@@ -25,6 +25,7 @@ class ToyTask:
     validation inputs U(−V, V); evaluation on a grid of [−V, V] with the sup-norm distance."""
 
     stop_metric = "distance"
+    supports_population = True  # batches may carry a leading member axis
 
     def __init__(
         self,
@@ -58,16 +59,27 @@ class ToyTask:
         values: tf.Tensor,
         generator: tf.random.Generator,
     ) -> tf.Tensor:
-        x = values[:, :1] * batch[0]  # x_range is the task's one hyperparameter
-        return tf.reduce_mean(tf.square(model(x, hnet_input) - tf.square(x)))
+        x = values[..., :1] * batch[0]  # x_range is the task's one hyperparameter
+        return _mean_squared_error(model(x, hnet_input), tf.square(x))
 
     def valid_loss(self, model: HyperModel, batch: Batch, hnet_input: tf.Tensor) -> tf.Tensor:
         x = batch[0]
-        return tf.reduce_mean(tf.square(model(x, hnet_input) - tf.square(x)))
+        return _mean_squared_error(model(x, hnet_input), tf.square(x))
 
     def evaluate(
         self, model: HyperModel, hnet_input: Callable[[int], tf.Tensor]
     ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        n = self.grid.shape[0]
-        prediction = model(self.grid, hnet_input(n))[:, 0]
+        """The sup-norm distance to x² on the grid and the prediction there (one per member of
+        a population, whose inputs [P, grid, H] the grid is broadcast to)."""
+        hnet = hnet_input(self.grid.shape[0])
+        if hnet.shape.rank == 2:
+            grid = self.grid
+        else:
+            grid = tf.broadcast_to(self.grid, [hnet.shape[0], *self.grid.shape])
+        prediction = model(grid, hnet)[..., 0]
         return {"distance": sup_distance(self.grid[:, 0] ** 2, prediction)}, prediction
+
+
+def _mean_squared_error(prediction: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """The mean over the batch [batch, 1], or each member's mean over [P, batch, 1]."""
+    return tf.reduce_mean(tf.square(prediction - target), axis=[-2, -1])

@@ -128,12 +128,19 @@ def function_animation(
     return out
 
 
-def speed_plot(results: dict[str, dict[str, float]]) -> plt.Figure:
+def speed_plot(
+    results: dict[str, dict[str, float]], population: list[dict[str, float]] | None = None
+) -> plt.Figure:
     """µs per cycle of each mode (log scale), each bar labelled with its speed-up over the
-    design document's eager loop."""
+    design document's eager loop; with ``population`` (rows of
+    :func:`stn.experiments.benchmark.population_benchmark`), a second panel of the cost per
+    member-cycle against the population size."""
     names = list(results)
+    fig, axes = plt.subplots(
+        1, 2 if population else 1, figsize=(13 if population else 7, 0.45 * len(names) + 1.6)
+    )
+    ax = axes[0] if population else axes
     us = np.array([results[n]["us_per_cycle"] for n in names])
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
     colors = [
         "tab:red" if "eager" in n else "tab:blue" if "XLA" in n else "tab:gray" for n in names
     ]
@@ -147,8 +154,33 @@ def speed_plot(results: dict[str, dict[str, float]]) -> plt.Figure:
     ax.set_xlim(us.min() / 2, us.max() * 30)
     ax.set_xlabel("µs per cycle (median; 2 weight + 2 hyper steps + evaluation)")
     ax.set_title("Cost per STN cycle on the toy problem, one run, this machine")
+    if population:
+        _population_panel(axes[1], population)
     fig.tight_layout()
     return fig
+
+
+def _population_panel(ax: plt.Axes, rows: list[dict[str, float]]) -> None:
+    """Cost per member-cycle against P: a population (steady, and its first run with the
+    compile) beside the same runs dealt to worker processes."""
+    members = [r["members"] for r in rows]
+    lines = (
+        ("us_per_member_cycle", "population (compiled)", "o-", "tab:blue"),
+        ("first_run_us_per_member_cycle", "population, first run (compile included)", "o--",
+         "tab:blue"),
+        ("workers_us_per_member_cycle", f"{rows[0]['workers']} worker processes of single runs "
+         "(start and compile included)", "s-", "tab:orange"),
+    )  # fmt: skip
+    for key, label, style, color in lines:
+        ax.plot(members, [r[key] for r in rows], style, color=color, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(members, [str(m) for m in members])
+    ax.minorticks_off()
+    ax.set_yscale("log")
+    ax.set_xlabel("members P (runs of the toy, one seed each)")
+    ax.set_ylabel(f"µs per member-cycle ({rows[0]['cycles']} cycles each)")
+    ax.set_title("Many runs: a population against worker processes")
+    ax.legend(fontsize=8)
 
 
 def scaling_plot(rows: list[dict[str, float]]) -> plt.Figure:

@@ -52,7 +52,7 @@ TIMING_BAND: dict[str, float | None] = {"full": 3.0, "small": None}
 #: Optuna study (``make verify`` keeps its own under build/verify).
 NOT_NUMBERS = ("environment", "environment.*", "*_samples", "*_samples.*", "*.config.storage")
 #: The field that names an item of a list of records (a method, a seed, a scaling point).
-ITEM_KEYS = ("method", "seed")
+ITEM_KEYS = ("method", "seed", "members")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,10 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule("*.cycles", "exact"),
         Rule("scaling.*.width", "exact"),
         Rule("scaling.*.batch_size", "exact"),
+        Rule("population.*.members", "exact"),
+        Rule("population.*.workers", "exact"),
         Rule("modes.*.speedup", "ratio", show=True),
+        Rule("population.*.gain", "ratio", show=True),  # against P = 1, in the same run
         Rule("full_run.added_mib", "ratio", show=True),
         Rule("modes.*.us_per_cycle", "reported", show=True),
         Rule("full_run.seconds", "reported", show=True),
@@ -114,7 +117,7 @@ class Row:
 
 def leaves(node: object, path: str = "") -> Iterator[tuple[str, object]]:
     """Every scalar of a JSON document, with its dotted path; an item of a list of records is
-    named by its ``method`` or ``seed`` field, other items by their index."""
+    named by its ``method``, ``seed`` or ``members`` field, other items by their index."""
     if isinstance(node, dict):
         for key, value in node.items():
             yield from leaves(value, f"{path}.{key}" if path else str(key))

@@ -31,6 +31,9 @@ class RunRecord(tf.Module):
         self.cycle = tf.Variable(0, dtype=tf.int64, trainable=False, name="cycle")
         self.stopped = tf.Variable(False, trainable=False, name="stopped")
         self.seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
+        self.member_done = tf.Variable(  # a population's cycles per member; [] for one run
+            tf.zeros([0], tf.int32), shape=tf.TensorShape(None), trainable=False, name="members"
+        )
         self.arrays = {
             key: tf.Variable(
                 tf.zeros([0], DTYPE), shape=tf.TensorShape(None), trainable=False, name=key
@@ -42,6 +45,7 @@ class RunRecord(tf.Module):
         self.cycle.assign(int(part["done"]))
         self.stopped.assign(bool(part["stop"]))
         self.seconds.assign(seconds)
+        self.member_done.assign(part.get("member_done", np.zeros([0], np.int32)))
         for key in RECORD_KEYS:
             self.arrays[key].assign(part[key])
 
@@ -49,6 +53,9 @@ class RunRecord(tf.Module):
         """The record as one merged, trimmed chunk output (see :func:`stn.training.record.trim`)."""
         part = {key: self.arrays[key].numpy() for key in RECORD_KEYS}
         part.update(done=int(self.cycle.numpy()), stop=bool(self.stopped.numpy()))
+        member_done = self.member_done.numpy()
+        if member_done.size:
+            part["member_done"] = member_done
         return part
 
 
@@ -74,6 +81,7 @@ class RunCheckpoint:
             optimizer_slots=[v for opt in trainer.optimizers for v in opt.variables],
             generator=trainer.generator,
             record=self.record,
+            **({} if trainer.mask is None else {"members": trainer.mask}),
         )
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory), max_to_keep=2)
 

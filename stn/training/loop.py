@@ -22,7 +22,7 @@ from stn.method.hyperparameters import DTYPE
 from stn.method.stn import STN
 from stn.training.checkpoints import RunCheckpoint
 from stn.training.progress import ProgressBar
-from stn.training.record import DivergenceError, RunState, Trajectory, trim
+from stn.training.record import RECORD_KEYS, DivergenceError, RunState, Trajectory, trim
 from stn.training.summaries import SummaryLog
 from stn.util.checks import is_positive_int
 
@@ -76,17 +76,11 @@ class Trainer:
         so XLA compiles one program whatever ``n_cycles`` is."""
         self.trace_count += 1  # Python side effect: runs once per trace
         cfg, stn, hp = self.config, self.stn, self.stn.hyperparameters
-        size, metric_names = cfg.chunk_cycles, self.metric_names
-
-        def array(n: int, shape: Sequence[int]) -> tf.TensorArray:
-            return tf.TensorArray(DTYPE, size=n, element_shape=shape)
-
-        values, stddev = array(size, [hp.size]), array(size, [hp.size])
-        wloss, hloss = array(size, []), array(size, [])
-        metrics = array(size // cfg.eval_every, [len(metric_names)])
-        snapshots = array(size // cfg.snapshot_every, self._snapshot_shape)
+        size, metric_names, lead = cfg.chunk_cycles, self.metric_names, self.lead_shape
+        values, stddev, wloss, hloss, metrics, snapshots = self._arrays()
         done, stop = tf.constant(0, tf.int32), tf.constant(False)
-        stop_value = tf.constant(np.inf, DTYPE)
+        member_done = tf.zeros(lead, tf.int32)  # cycles each member trained in this chunk
+        stop_value = tf.fill(lead, tf.constant(np.inf, DTYPE))
         self._warm_up(n_warmup)
         for i in tf.range(size):
             if i >= n_cycles:
@@ -96,19 +90,59 @@ class Trainer:
             wloss, hloss = wloss.write(i, w), hloss.write(i, h)
             if cfg.eval_every == 1 or (i + 1) % cfg.eval_every == 0:
                 m, snap = stn.evaluate()
-                metrics = metrics.write(i // cfg.eval_every, tf.stack([m[k] for k in metric_names]))
+                row = tf.stack([m[k] for k in metric_names], axis=-1)
+                metrics = metrics.write(i // cfg.eval_every, row)
                 stop_value = m[stn.task.stop_metric]
                 if (i + 1) % cfg.snapshot_every == 0:
                     snapshots = snapshots.write(i // cfg.snapshot_every, snap)
             done = i + 1
+            member_done = self._count(member_done, done)
             if cfg.target is not None:
-                stop = stop_value < cfg.target
+                stop = self._reached(stop_value < cfg.target)
             if stop:
                 break
         out = {"done": done, "stop": stop, "values": values.stack(), "stddev": stddev.stack()}
         out.update(weight_loss=wloss.stack(), hyper_loss=hloss.stack())
         out.update(metrics=metrics.stack(), snapshots=snapshots.stack())
-        return {**out, "finite": self._finite(out)}
+        return {**out, "member_done": member_done, "finite": self._finite(out)}
+
+    def _arrays(self) -> tuple[tf.TensorArray, ...]:
+        """What a chunk records: λ, softplus(s), the two losses (one row per cycle), metrics
+        (per evaluation) and snapshots, each row with the population's axis first, if any."""
+        cfg, size, lead = self.config, self.config.chunk_cycles, self.lead_shape
+
+        def array(n: int, shape: Sequence[int]) -> tf.TensorArray:
+            return tf.TensorArray(DTYPE, size=n, element_shape=[*lead, *shape])
+
+        n_hyper = self.stn.hyperparameters.size
+        return (
+            array(size, [n_hyper]),
+            array(size, [n_hyper]),
+            array(size, []),
+            array(size, []),
+            array(size // cfg.eval_every, [len(self.metric_names)]),
+            array(size // cfg.snapshot_every, self._snapshot_shape[len(lead) :]),
+        )
+
+    @property
+    def lead_shape(self) -> list[int]:
+        """The leading axes of every recorded quantity: none, or [P] for a population."""
+        return [] if self.stn.population is None else [self.stn.population]
+
+    def _count(self, member_done: tf.Tensor, done: tf.Tensor) -> tf.Tensor:
+        """Each member's cycles so far: the loop's for a run, its own in a population."""
+        if self.stn.mask is None:
+            return done
+        return tf.where(self.stn.mask.active, done, member_done)
+
+    def _reached(self, reached: tf.Tensor) -> tf.Tensor:
+        """Whether to stop: the run reached the target, or every member of a population did
+        (a member that reaches it stops training: :class:`~stn.method.population.MemberMask`)."""
+        mask = self.stn.mask
+        if mask is None:
+            return reached
+        mask.active.assign(mask.active & ~reached)
+        return ~tf.reduce_any(mask.active)
 
     def _warm_up(self, n_warmup: tf.Tensor) -> None:
         """``n_warmup`` weight steps (in-graph), before a run's first cycle."""
@@ -132,8 +166,9 @@ class Trainer:
         log_dir: str | os.PathLike | None = None,
         log_every: int | None = None,
         callbacks: Sequence[Callback] = (),
-    ) -> Trajectory:
-        """Warm up, then run chunks of cycles until the target or ``max_cycles`` is reached.
+    ) -> Trajectory | list[Trajectory]:
+        """Warm up, then run chunks of cycles until the target or ``max_cycles`` is reached;
+        the trajectory, or a population's, one per member (each cut where the member stopped).
 
         Continues from the current state (``reset(seed)`` first for a fresh run). The keywords
         add the standard callbacks: ``checkpoint_dir`` saves the state every ``checkpoint_every``
@@ -161,6 +196,11 @@ class Trainer:
         finally:
             for callback in callbacks:
                 callback.close()
+        return self._result(state)
+
+    def _result(self, state: RunState) -> Trajectory | list[Trajectory]:
+        if self.stn.population is not None:
+            return self._members(state.merged(), state.seconds())
         return self._trajectory(state.merged(), state.seconds(), state.stopped)
 
     def _standard_callbacks(
@@ -172,12 +212,16 @@ class Trainer:
         log_every: int | None,
     ) -> list[Callback]:
         """Checkpoints and summaries when their folder is given, and the progress bar."""
-        names, callbacks = self.stn.hyperparameters.names, []
+        names, metric_names, callbacks = self.stn.hyperparameters.names, self.metric_names, []
         if checkpoint_dir is not None:
             callbacks.append(RunCheckpoint(self.stn, checkpoint_dir, checkpoint_every))
+        if log_dir is not None and self.stn.population is not None:
+            raise ValueError(f"log_dir={str(log_dir)!r}: summaries are written for one run only")
         if log_dir is not None:
             callbacks.append(SummaryLog(log_dir, names, self.metric_names, self.config, log_every))
-        return [*callbacks, ProgressBar(progress, names, self.metric_names)]
+        if self.stn.population is not None:  # the bar counts cycles only
+            names, metric_names = (), ()
+        return [*callbacks, ProgressBar(progress, names, metric_names)]
 
     def _next_chunk(self, state: RunState) -> dict[str, np.ndarray]:
         """Run one chunk; its output trimmed to the cycles it ran."""
@@ -190,8 +234,26 @@ class Trainer:
             self.compile_seconds += time.perf_counter() - t0
         part = trim(out, self.config)
         if not out["finite"]:
-            raise self._divergence(part, offset=state.done)
+            raise self._divergence_of(part, offset=state.done)
         return part
+
+    def _divergence_of(self, part: dict[str, np.ndarray], offset: int) -> DivergenceError:
+        """The divergence error of a run, or of the first member of a population that diverged
+        (its quantities named by member and seed)."""
+        if self.stn.population is None:
+            return self._divergence(part, offset)
+        for j, seed in enumerate(self.stn.seed):
+            member = self._member(part, j)
+            if not all(np.isfinite(member[key]).all() for key in RECORD_KEYS):
+                error = self._divergence(member, offset)
+                named = {f"member {j} (seed {seed}): {k}": v for k, v in error.quantities.items()}
+                return DivergenceError(error.cycle, named)
+        return self._divergence(part, offset)
+
+    @staticmethod
+    def _member(part: dict[str, np.ndarray], j: int) -> dict[str, np.ndarray]:
+        """Member ``j``'s rows of a population's record (all the cycles the loop ran)."""
+        return {**part, **{key: part[key][:, j] for key in RECORD_KEYS}}
 
     def _divergence(self, part: dict[str, np.ndarray], offset: int) -> DivergenceError:
         """The error at the first cycle of the chunk where a recorded quantity is NaN or
@@ -222,6 +284,17 @@ class Trainer:
                 if not np.isfinite(value).all():
                     weights[f"{group} {var.name}"] = float(value[~np.isfinite(value)][0])
         return DivergenceError(offset + part["done"], weights)
+
+    def _members(self, merged: dict[str, np.ndarray], seconds: float) -> list[Trajectory]:
+        """A population's record as one trajectory per member, cut where the member stopped;
+        ``seconds`` is the population's time, shared by every member."""
+        active = self.stn.mask.active.numpy()
+        trajectories = []
+        for j, done in enumerate(merged["member_done"]):
+            member = {**self._member(merged, j), "done": int(done)}
+            stopped = self.config.target is not None and not active[j]
+            trajectories.append(self._trajectory(trim(member, self.config), seconds, stopped))
+        return trajectories
 
     def _trajectory(
         self, merged: dict[str, np.ndarray], seconds: float, stopped: bool

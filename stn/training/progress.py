@@ -49,7 +49,7 @@ class ProgressBar:
         if self.bar is None:
             return
         last = {n: part["values"][-1, j] for j, n in enumerate(self.names) if part["done"]}
-        if len(part["metrics"]):
+        if len(part["metrics"]) and self.metric_names:
             last.update(zip(self.metric_names, part["metrics"][-1], strict=True))
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()}, refresh=False)
         self.bar.update(part["done"])

@@ -111,6 +111,8 @@ def trim(out: dict[str, np.ndarray], cfg: STNConfig) -> dict[str, np.ndarray]:
     """A chunk's output cut to the cycles it ran."""
     done = int(out["done"])
     trimmed = {"done": done, "stop": bool(out["stop"])}
+    if "member_done" in out:  # a population's: each member's cycles
+        trimmed["member_done"] = np.asarray(out["member_done"])
     for key, every in RECORD_EVERY.items():
         trimmed[key] = out[key][: done // getattr(cfg, every) if every else done]
     return trimmed
@@ -121,6 +123,8 @@ def merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     if len(parts) == 1:
         return parts[0]
     merged = {"done": sum(p["done"] for p in parts), "stop": parts[-1]["stop"]}
+    if "member_done" in parts[0]:
+        merged["member_done"] = sum(p["member_done"] for p in parts)
     merged.update({key: np.concatenate([p[key] for p in parts]) for key in RECORD_EVERY})
     return merged
 

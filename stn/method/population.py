@@ -1,0 +1,99 @@
+"""The population axis: P independent runs of Algorithm 1 in one compiled program.
+
+Every variable of a population has a leading axis of size P (a weight [in, out] becomes
+[P, in, out], λ [H] becomes [P, H]), so one matrix product, one optimizer kernel and one loss serve
+every member, which is what pays on an accelerator. Each member draws from its own random stream,
+the stream a single run with the member's seed would draw from, in the same shapes and order, so
+member i is the single run with seed i (to rounding). The loss a step descends is the sum of the
+members' losses, whose gradient for member i's variables is member i's own gradient.
+
+A member stops on its own: :class:`MemberMask` holds which members are still training, and the
+optimizers keep a stopped member's variables and slots as they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import tensorflow as tf
+
+from stn.util.checks import is_count
+
+Seeds = Sequence[int]
+
+
+def check_seeds(seeds: object) -> tuple[int, ...]:
+    """``seeds`` as a tuple of distinct integers >= 0, at least one; else a ValueError."""
+    if isinstance(seeds, str | bytes) or not isinstance(seeds, Sequence) or not seeds:
+        raise ValueError(f"seeds={seeds!r} must be a non-empty sequence of integers >= 0")
+    if not all(is_count(s) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds={list(seeds)!r} must be distinct integers >= 0")
+    return tuple(int(s) for s in seeds)
+
+
+def population_size(seed: int | Seeds, task: object) -> int | None:
+    """None for one run's seed; P for a sequence of P seeds, if ``task`` runs populations (it
+    says so with ``supports_population = True``)."""
+    if isinstance(seed, int):
+        return None
+    size = len(check_seeds(seed))
+    if not getattr(task, "supports_population", False):
+        raise ValueError(
+            f"seed={list(seed)!r}: {type(task).__name__} does not run a population yet; "
+            "give one seed per run"
+        )
+    return size
+
+
+def check_like(seed: int | Seeds, current: int | Seeds) -> None:
+    """A ValueError unless ``seed`` can restart a run (or population) that has ``current``:
+    one seed for a run, as many seeds as members for a population."""
+    if isinstance(current, int):
+        ok = isinstance(seed, int) and is_count(seed)
+    else:
+        ok = not isinstance(seed, int) and len(check_seeds(seed)) == len(current)
+    if not ok:
+        raise ValueError(f"seed={seed!r} must be like this STN's seed={current!r}")
+
+
+class PopulationGenerator(tf.Module):
+    """P random streams behind the interface of one ``tf.random.Generator``: a draw of shape S
+    is P draws of shape S, one from each member's stream, stacked to [P, *S]."""
+
+    def __init__(self, seeds: Seeds, seed_of: Callable[[int], int]):
+        super().__init__(name="population_generator")
+        self.seed_of = seed_of
+        self.members = [tf.random.Generator.from_seed(seed_of(s)) for s in check_seeds(seeds)]
+
+    def normal(self, shape, mean=0.0, stddev=1.0, dtype=tf.float32) -> tf.Tensor:
+        return tf.stack([g.normal(shape, mean, stddev, dtype) for g in self.members])
+
+    def uniform(self, shape, minval=0, maxval=None, dtype=tf.float32) -> tf.Tensor:
+        return tf.stack([g.uniform(shape, minval, maxval, dtype) for g in self.members])
+
+    def reset_from_seed(self, seeds: Seeds) -> None:
+        """Restart every member's stream, member i from ``seeds[i]``."""
+        seeds = check_seeds(seeds)
+        if len(seeds) != len(self.members):
+            raise ValueError(f"seeds={list(seeds)} must have one seed per member ({len(self)})")
+        for generator, seed in zip(self.members, seeds, strict=True):
+            generator.reset_from_seed(self.seed_of(seed))
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+
+class MemberMask(tf.Module):
+    """Which members of a population still train: a boolean variable [P]."""
+
+    def __init__(self, size: int):
+        super().__init__(name="member_mask")
+        self.active = tf.Variable(tf.ones([size], tf.bool), trainable=False, name="active")
+
+    def keep_stopped(self, var: tf.Variable, old: tf.Tensor) -> None:
+        """Put back the value ``old`` of ``var`` for every stopped member."""
+        active = tf.reshape(self.active, [-1] + [1] * (var.shape.rank - 1))
+        var.assign(tf.where(active, var, old))
+
+    def reset(self) -> None:
+        self.active.assign(tf.ones_like(self.active))

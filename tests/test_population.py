@@ -1,0 +1,107 @@
+"""The population axis: P runs in one compiled program, each member the single run of its seed."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from stn.experiments import toy
+from stn.method.population import PopulationGenerator, check_seeds
+from stn.tasks.toy import x_range_spec
+
+SEEDS = (3, 8)
+
+
+def _experiment(name: str = "default", **settings) -> toy.ToyExperiment:
+    settings = {"max_cycles": 200, "target": None, "chunk_cycles": 100, **settings}
+    return toy.variant(name, snapshot_every=100, **settings)
+
+
+def _state(stn) -> list[tf.Variable]:
+    """Weights, hyperparameters, scales and the optimizers' slots: everything per member."""
+    slots = [v for opt in stn.optimizers for vs in opt.slots.values() for v in vs]
+    return [*stn.trainable_variables, *slots]
+
+
+def _close(member, single, tol: float = 1e-9) -> None:
+    assert member.cycles == single.cycles and member.stopped == single.stopped
+    for key in ("values", "stddev", "weight_loss", "hyper_loss", "snapshots"):
+        np.testing.assert_allclose(getattr(member, key), getattr(single, key), rtol=0, atol=tol)
+    for key, series in single.metrics.items():
+        np.testing.assert_allclose(member.metrics[key], series, rtol=0, atol=tol)
+    np.testing.assert_array_equal(member.eval_cycles, single.eval_cycles)
+
+
+@pytest.mark.parametrize("name", ["default", "per-layer scale", "delta-stn"])
+def test_a_member_is_the_single_run_of_its_seed(name):
+    experiment = _experiment(name)
+    members = experiment.build(SEEDS).run()
+    single = experiment.build(SEEDS[0])
+    for seed, member in zip(SEEDS, members, strict=True):
+        single.reset(seed)
+        _close(member, single.run())
+
+
+def test_members_stop_on_their_own_and_stay_where_they_stopped():
+    """With a target, each member stops at the single run's cycle; a stopped member's weights,
+    hyperparameters and optimizer slots stay as they were while the others train on."""
+    experiment = _experiment(target=0.9, max_cycles=400)
+    singles = []
+    for seed in SEEDS:
+        trainer = experiment.build(seed)
+        singles.append((trainer.run(), [v.numpy() for v in _state(trainer.stn)]))
+    assert singles[0][0].cycles != singles[1][0].cycles  # the test needs different stops
+    population = experiment.build(SEEDS)
+    members = population.run()
+    for j, (member, (single, variables)) in enumerate(zip(members, singles, strict=True)):
+        assert member.stopped and single.stopped
+        _close(member, single)
+        now = [v.numpy()[j] for v in _state(population.stn)]
+        for a, b in zip(now, variables, strict=True):
+            np.testing.assert_allclose(a.reshape(b.shape), b, rtol=0, atol=1e-9)
+    assert not population.stn.mask.active.numpy().any()
+
+
+def test_a_population_resumes_from_one_checkpoint(tmp_path):
+    experiment = _experiment(max_cycles=300)
+    first = experiment.build(SEEDS)
+    whole = first.run()
+    first.reset(SEEDS)
+    first.run(max_cycles=100, checkpoint_dir=tmp_path)  # then the process "crashes"
+    resumed = experiment.build(SEEDS).run(checkpoint_dir=tmp_path)
+    for a, b in zip(resumed, whole, strict=True):
+        _close(a, b, tol=0)
+
+
+def test_reset_restarts_every_member_and_refuses_the_wrong_seeds():
+    trainer = _experiment(max_cycles=50, jit_compile=False).build(SEEDS)
+    first = trainer.run()
+    trainer.reset(SEEDS)
+    for a, b in zip(trainer.run(), first, strict=True):
+        _close(a, b, tol=0)
+    for bad in (3, (3,), (3, 3)):
+        with pytest.raises(ValueError, match="seed"):
+            trainer.reset(bad)
+
+
+def test_a_population_generator_draws_each_members_stream():
+    population = PopulationGenerator([1, 2], lambda s: 10 * s)
+    draws = population.normal([4, 2], dtype=tf.float64).numpy()
+    for seed, draw in zip([1, 2], draws, strict=True):
+        expected = tf.random.Generator.from_seed(10 * seed).normal([4, 2], dtype=tf.float64)
+        np.testing.assert_array_equal(draw, expected.numpy())
+
+
+@pytest.mark.parametrize("seeds", [(), 3, "ab", (1, 1), (-1,), (1.5,)])
+def test_bad_seeds_are_named(seeds):
+    with pytest.raises(ValueError, match="seeds="):
+        check_seeds(seeds)
+
+
+def test_a_task_without_population_support_is_refused():
+    from stn.method.stn import STN
+
+    class Plain:
+        stop_metric = "loss"
+
+    with pytest.raises(ValueError, match="does not run a population"):
+        STN(Plain(), [x_range_spec()], lambda n, g: None, seed=(1, 2))
