@@ -62,7 +62,8 @@ toy_stn_parameters := -p workers 2
 benchmark_parameters := -p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p scaling_seconds 1.0 \
 	-p batch_sizes "[100, 1000, 10000]" -p widths "[4, 64, 256]" -p memory_cycles 10000 \
 	-p min_speedup 500.0 -p max_us_per_cycle 1500.0 -p max_full_run_seconds 60.0 \
-	-p max_added_mib 512.0 -p population_sizes "[1, 4, 16, 64]" -p population_cycles 1000
+	-p max_added_mib 512.0 -p population_sizes "[1, 4, 16, 64]" -p population_cycles 1000 \
+	-p mlp_population_sizes "[1, 4, 16]" -p mlp_population_cycles 250 -p population_workers 2
 robustness_parameters := -p n_seeds 30 -p min_default_rate 0.9 -p workers 2
 real_data_parameters := -p seeds "[0, 1, 2]" -p warmup_steps 600 -p stn_cycles 1800 \
 	-p trial_steps 6000 -p n_trials 27 -p eval_every_steps 75

@@ -105,3 +105,35 @@ def test_a_task_without_population_support_is_refused():
 
     with pytest.raises(ValueError, match="does not run a population"):
         STN(Plain(), [x_range_spec()], lambda n, g: None, seed=(1, 2))
+
+
+@pytest.mark.parametrize("weight_decay", [None, 1e-4])
+def test_a_hyper_mlp_member_is_the_single_run_of_its_seed(weight_decay):
+    """The classification task with every augmentation, dropout per block and (optionally) a
+    tuned weight decay: each member of a population is the single run of its seed."""
+    from stn.method.models import HyperMLP
+    from stn.method.stn import STN, STNConfig
+    from stn.tasks.classification import ClassificationTask, classification_specs, load_dataset
+    from stn.training.loop import Trainer
+
+    data = load_dataset("digits", 0, n_train=300, n_valid=100)
+    specs = classification_specs(2, weight_decay=weight_decay)
+    task = ClassificationTask(data, [s.name for s in specs], batch_size=16, valid_batch_size=20)
+    config = STNConfig(max_cycles=40, target=None, chunk_cycles=20, snapshot_every=20)
+
+    def model(n_hyper, generator):
+        return HyperMLP(n_hyper, generator, hidden=(32, 32))
+
+    members = Trainer(STN(task, specs, model, config, seed=SEEDS)).run()
+    single = Trainer(STN(task, specs, model, config, seed=SEEDS[0]))
+    for seed, member in zip(SEEDS, members, strict=True):
+        single.reset(seed)
+        _close(member, single.run())
+
+
+def test_a_hyper_cnn_refuses_a_population_by_name():
+    from stn.method.models import HyperCNN
+
+    model = HyperCNN(1, PopulationGenerator(SEEDS, lambda s: s), channels=(4,), dense_units=8)
+    with pytest.raises(ValueError, match="does not run a population"):
+        model(tf.zeros([2, 5, 8, 8, 1], tf.float64), tf.zeros([2, 5, 1], tf.float64))

@@ -18,9 +18,11 @@ import time
 
 import numpy as np
 
-from stn.experiments import toy
+from stn.experiments.real_data import RealDataExperiment
 from stn.experiments.reference import design_doc_loop
 from stn.experiments.toy import ToyExperiment
+from stn.experiments.workers import map_runs, split
+from stn.training.loop import Trainer
 from stn.util.settings import Settings, setting
 
 
@@ -61,14 +63,18 @@ class BenchmarkSettings(Settings):
     max_added_mib: float = setting(gt=0)
     population_sizes: list[int] = setting(min_length=1, items={"ge": 1})
     population_cycles: int = setting(ge=1)
+    mlp_population_sizes: list[int] = setting(min_length=1, items={"ge": 1})
+    mlp_population_cycles: int = setting(ge=25)  # a multiple of the evaluation interval, 25
+    population_workers: int = setting(ge=1)
     output_dir: str = setting()
 
     def check_together(self) -> None:
-        if self.population_sizes[0] != 1:
-            raise ValueError(
-                f"population_sizes={self.population_sizes!r} must start at 1: the gain of a "
-                "population is against its cost at P = 1"
-            )
+        for name in ("population_sizes", "mlp_population_sizes"):
+            if getattr(self, name)[0] != 1:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} must start at 1: the gain of a "
+                    "population is against its cost at P = 1"
+                )
 
 
 def default_modes(max_cycles: int = 10000) -> list[Mode]:
@@ -164,17 +170,50 @@ def scaling_benchmark(
     return rows
 
 
+@dataclasses.dataclass(frozen=True)
+class ToyWorkload:
+    """The toy experiment as a workload of the population study: runs of ``cycles`` cycles."""
+
+    experiment: ToyExperiment
+    cycles: int
+    name: str = "toy"
+
+    def build(self, seed: int | tuple[int, ...]) -> Trainer:
+        return _fixed_length(self.experiment, self.cycles).build(seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPWorkload:
+    """The real-data STN (the hyper MLP on digits, no warm-up) as a workload: runs of
+    ``cycles`` cycles, all on the split of data seed 0."""
+
+    experiment: RealDataExperiment
+    cycles: int
+    name: str = "mlp"
+
+    def build(self, seed: int | tuple[int, ...]) -> Trainer:
+        exp = self.experiment
+        interval = exp.eval_every_steps // (exp.train_steps + exp.valid_steps)
+        exp = dataclasses.replace(exp, model="mlp", warmup_steps=0, stn_cycles=self.cycles)
+        if self.cycles % interval:
+            raise ValueError(f"cycles={self.cycles} must be a multiple of {interval}")
+        return exp.stn_trainer(seed, exp.data(0))
+
+
+Workload = ToyWorkload | MLPWorkload
+
+
 def population_benchmark(
-    base: ToyExperiment, sizes: list[int], cycles: int, repeats: int, workers: int = 2
+    workload: Workload, sizes: list[int], repeats: int, workers: int = 2
 ) -> list[dict[str, float]]:
-    """Cost per member-cycle of P runs of ``cycles`` cycles, for each P in ``sizes``, three ways:
-    a population (:mod:`stn.method.population`; its first run, compile included, and the median
-    of ``repeats`` runs after it), and the P runs as single runs dealt to ``workers`` processes
-    (:func:`stn.experiments.toy.study`; process start and compile included). ``gain`` is the
-    population's steady cost at P = 1 over its cost at P, both measured in this run."""
-    exp, rows = _fixed_length(base, cycles), []
+    """Cost per member-cycle of P runs, for each P in ``sizes``, two ways: a population
+    (:mod:`stn.method.population`; its first run, compile included, and the median of
+    ``repeats`` runs after it), and the P runs as single runs dealt to ``workers`` processes
+    (process start and compile included). ``gain`` is the population's steady cost at P = 1 over
+    its cost at P, both measured in this run."""
+    rows, cycles = [], workload.cycles
     for p in sizes:
-        trainer = exp.build(tuple(range(p)))
+        trainer = workload.build(tuple(range(p)))
         start = time.perf_counter()
         trainer.run()
         first = time.perf_counter() - start
@@ -185,7 +224,7 @@ def population_benchmark(
             trainer.run()
             samples.append((time.perf_counter() - start) / (p * cycles) * 1e6)
         start = time.perf_counter()
-        toy.study(exp, range(p), progress=False, workers=workers)
+        map_runs(run_seeds, [(workload, part) for part in split(range(p), workers)], workers)
         spread = time.perf_counter() - start
         rows.append(
             {
@@ -201,6 +240,14 @@ def population_benchmark(
     for row in rows:
         row["gain"] = rows[0]["us_per_member_cycle"] / row["us_per_member_cycle"]
     return rows
+
+
+def run_seeds(workload: Workload, seeds: list[int]) -> None:
+    """The single runs of ``seeds``, one after another on one compiled trainer."""
+    trainer = workload.build(seeds[0])
+    for seed in seeds:
+        trainer.reset(seed)
+        trainer.run()
 
 
 def member_deviation(base: ToyExperiment, seeds: list[int], cycles: int) -> float:

@@ -29,6 +29,7 @@ trains plain networks from scratch at each fixed value (``stn.experiments.baseli
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -39,7 +40,7 @@ import tensorflow as tf
 from scipy import optimize
 
 from stn.experiments.baselines import FixedTrainer
-from stn.experiments.toy import VARIANTS, ToyExperiment
+from stn.experiments.toy import VARIANTS, Hypertraining, ToyExperiment
 from stn.method.hyperparameters import DTYPE, HyperparameterSpec, Transform, inverse_softplus
 from stn.method.layers import HyperDense
 from stn.method.models import HyperModel, ToyHyperNet
@@ -436,13 +437,12 @@ TOY_ONLY = ("depth", "width", "activation", "batch_size", "validation_range", "x
 
 
 @dataclass(frozen=True)
-class RidgeExperiment:
-    """Every knob of one STN run on the ridge problem. ``variant`` names the STN variant
-    (:data:`stn.experiments.toy.VARIANTS`); build one with :func:`ridge_variant`, which applies
-    it."""
+class RidgeExperiment(Hypertraining):
+    """Every knob of one STN run on the ridge problem: the shared ones and the problem's data,
+    bounds and budget. ``variant`` names the STN variant (:data:`stn.experiments.toy.VARIANTS`);
+    build one with :func:`ridge_variant`, which applies it."""
 
     variant: str = "default"
-    seed: int = 0
     data_seed: int = 0
     n_train: int = 50
     n_valid: int = 200
@@ -452,23 +452,9 @@ class RidgeExperiment:
     lower: float = 1e-4
     upper: float = 10.0
     lambda_init: float = 1e-3
-    scale_init: float = 0.5
-    per_unit: bool = True
-    hyper_init: str = "paper"
-    hypernet_input: str = "plain"
-    weight_step: str = "joint"
-    warmup_steps: int = 5
-    train_steps: int = 2
-    valid_steps: int = 2
     max_cycles: int = 3000
-    weight_lr: float = 0.01
-    hyper_lr: float = 0.003
-    scale_lr: float = 0.003
-    entropy_weight: float = 1e-3
     eval_every: int = 10
     snapshot_every: int = 50
-    chunk_cycles: int = 1000
-    jit_compile: bool = True
     replicas: int = 8
     #: further STNConfig options a variant sets that this dataclass has no field for
     options: dict = field(default_factory=dict)
@@ -482,9 +468,8 @@ class RidgeExperiment:
         return LogInterval(self.lower, self.upper)
 
     def config(self) -> STNConfig:
-        names = {f.name for f in fields(STNConfig)}
-        mine = {k: v for k, v in asdict(self).items() if k in names}
-        return STNConfig(**{**mine, **self.options, "target": None})
+        """The shared settings, the variant's further ``options``, and no early stop."""
+        return dataclasses.replace(super().config(), **self.options, target=None)
 
     def build(self) -> Trainer:
         model_fn = functools.partial(

@@ -9,6 +9,7 @@ wall time of every run, compilation included, is recorded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -31,7 +32,7 @@ from stn.experiments.baselines import (
     tpe_search,
 )
 from stn.method.hyperparameters import HyperparameterSpec
-from stn.method.models import HyperCNN, HyperMLP
+from stn.method.models import HyperCNN, HyperMLP, HyperModel
 from stn.method.stn import STN, STNConfig
 from stn.tasks.classification import (
     DATASETS,
@@ -207,6 +208,26 @@ class RealDataExperiment:
     def data(self, seed: int) -> ImageDataset:
         return load_dataset(self.dataset, seed, self.n_train, self.n_valid)
 
+    def model_fn(
+        self, n_hyper: int, generator: tf.random.Generator, data: ImageDataset, hyper: bool = True
+    ) -> HyperModel:
+        """The network for ``data``'s images: the hyper one STN trains, or the plain one."""
+        return MODELS[self.model](n_hyper, generator, input_shape=data.input_shape, hyper=hyper)
+
+    def problem(self, data: ImageDataset) -> tuple[ClassificationTask, list[HyperparameterSpec]]:
+        """The classification task on ``data`` and the hyperparameters tuned on it."""
+        probe = self.model_fn(1, tf.random.Generator.from_seed(0), data)
+        specs = classification_specs(probe.n_dropout, scale=self.scale_init)
+        names = [s.name for s in specs]
+        return ClassificationTask(data, names, self.batch_size, self.valid_batch_size), specs
+
+    def stn_trainer(self, seed: int | Sequence[int], data: ImageDataset) -> Trainer:
+        """The STN run of ``seed`` on ``data``, or a population of runs on it when ``seed`` is
+        a sequence (the MLP only; see :mod:`stn.method.population`)."""
+        task, specs = self.problem(data)
+        model_fn = functools.partial(self.model_fn, data=data)
+        return Trainer(STN(task, specs, model_fn, self.stn_config(), seed=seed))
+
     def run(
         self,
         seed: int,
@@ -219,24 +240,13 @@ class RealDataExperiment:
         ``checkpoint_dir`` and ``log_dir`` apply to the STN run (see ``Trainer.run``); the TPE study
         resumes from its storage."""
         data = self.data(seed)
-        model_cls = MODELS[self.model]
-        probe = model_cls(1, tf.random.Generator.from_seed(0), input_shape=data.input_shape)
-        specs = classification_specs(probe.n_dropout, scale=self.scale_init)
-        task = ClassificationTask(
-            data, [s.name for s in specs], self.batch_size, self.valid_batch_size
-        )
-
-        def hyper_model(n_hyper, generator):
-            return model_cls(n_hyper, generator, input_shape=data.input_shape)
-
-        def plain_model(n_hyper, generator):
-            return model_cls(n_hyper, generator, input_shape=data.input_shape, hyper=False)
-
-        trainer = Trainer(STN(task, specs, hyper_model, self.stn_config(), seed=seed))
+        task, specs = self.problem(data)
+        trainer = self.stn_trainer(seed, data)
         trajectory = trainer.run(progress=progress, checkpoint_dir=checkpoint_dir, log_dir=log_dir)
         per_cycle = self.train_steps + self.valid_steps
         comparison = Comparison(seed, {}, trajectory, self.warmup_steps, per_cycle, asdict(self))
         comparison.results["stn"] = self._stn_result(comparison)
+        plain_model = functools.partial(self.model_fn, hyper=False, data=data)
         fixed = FixedTrainer(task, plain_model, "adam", self.weight_lr, self.eval_every_steps)
         comparison.results.update(self._searches(fixed, specs, seed, progress))
         comparison.results.update(self._references(fixed, specs, comparison.results["stn"], seed))

@@ -34,38 +34,50 @@ from stn.util.settings import Settings, setting
 
 
 @dataclass(frozen=True)
-class ToyExperiment:
-    """Every knob of the toy STN run. Defaults: the design document's settings with the
-    paper's per-unit hypernetwork."""
+class Hypertraining:
+    """The knobs every STN experiment shares: the seed, the hypernetwork's options (the
+    variants of :data:`VARIANTS`) and Algorithm 1's steps and learning rates. Defaults: the
+    design document's settings with the paper's per-unit hypernetwork."""
 
     seed: int = 0
-    batch_size: int = 100
-    depth: int = 3
-    width: int = 4
-    activation: str = "relu"
     per_unit: bool = True
     hyper_init: str = "paper"
     hypernet_input: str = "plain"
     weight_step: str = "joint"
-    x_range_init: float = 0.5
     scale_init: float = 0.5
-    validation_range: float = 2.0
     warmup_steps: int = 5
     train_steps: int = 2
     valid_steps: int = 2
-    max_cycles: int = 10000
-    target: float | None = 0.05
     weight_lr: float = 0.01
     hyper_lr: float = 0.003
     scale_lr: float = 0.003
     entropy_weight: float = 1e-3
     chunk_cycles: int = 1000
-    snapshot_every: int = 200
     jit_compile: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
+
+    def config(self) -> STNConfig:
+        """Algorithm 1's settings: every field that is an :class:`STNConfig` one."""
+        names = {f.name for f in fields(STNConfig)}
+        return STNConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+
+@dataclass(frozen=True)
+class ToyExperiment(Hypertraining):
+    """Every knob of the toy STN run: the shared ones and the toy's network, data and budget."""
+
+    batch_size: int = 100
+    depth: int = 3
+    width: int = 4
+    activation: str = "relu"
+    x_range_init: float = 0.5
+    validation_range: float = 2.0
+    max_cycles: int = 10000
+    target: float | None = 0.05
+    snapshot_every: int = 200
 
     @classmethod
     def from_parameters(cls, **params: object) -> ToyExperiment:
@@ -75,10 +87,6 @@ class ToyExperiment:
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown}; allowed: {', '.join(sorted(known))}")
         return cls(**params)
-
-    def config(self) -> STNConfig:
-        names = {f.name for f in fields(STNConfig)}
-        return STNConfig(**{k: v for k, v in asdict(self).items() if k in names})
 
     def task(self) -> ToyTask:
         return ToyTask(batch_size=self.batch_size, validation_range=self.validation_range)

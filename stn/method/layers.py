@@ -14,6 +14,7 @@ import math
 import tensorflow as tf
 
 from stn.method.hyperparameters import DTYPE
+from stn.method.population import draw_shape
 from stn.util.checks import check_choice, is_positive_int
 
 #: Standard deviation of V and C at initialisation, by name: the official code (``paper``),
@@ -78,10 +79,13 @@ class HyperLayer(tf.Module):
         W_elem·W_hyper and d = Σ W_hyper², ‖W(λ)‖² = Σ_units (a + 2sc + s²d): the weight-decay
         penalty without materialising a kernel per example. Biases are not decayed.
         """
-        units = list(range(self.w.shape.rank - 1))  # every axis but the output units
+        lead = len(hnet_input.shape) - 2  # 1 in a population: [P, batch, H]
+        units = list(range(lead, self.w.shape.rank - 1))  # every axis but members and units
         a = tf.reduce_sum(tf.square(self.w), units)
         c = tf.reduce_sum(self.w * self.w_hyper, units)
         d = tf.reduce_sum(tf.square(self.w_hyper), units)
+        if lead:  # [P, out] → [P, 1, out], to broadcast over each member's batch
+            a, c, d = a[:, tf.newaxis], c[:, tf.newaxis], d[:, tf.newaxis]
         s = tf.matmul(hnet_input, self.v)  # [batch, out] (or [batch, 1]: one scalar per layer)
         return tf.reduce_sum(a + 2.0 * s * c + tf.square(s) * d, axis=-1)
 
@@ -161,6 +165,11 @@ class HyperConv2D(HyperLayer):
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor) -> tf.Tensor:
         """x [batch, height, width, in], hnet_input [batch, H] → [batch, height', width', out]."""
+        if len(hnet_input.shape) != 2:
+            raise ValueError(
+                f"hnet_input has shape {hnet_input.shape}; a HyperConv2D takes [batch, H] (one "
+                "run): it does not run a population, so give one seed per run"
+            )
         both = tf.nn.conv2d(x, tf.concat([self.w, self.w_hyper], -1), 1, self.padding)
         elementary, hyper = tf.split(both, 2, axis=-1)
         response = _response(hnet_input, self.v, 4) * hyper
@@ -233,11 +242,19 @@ class Conv2D(PlainLayer):
 def per_example_dropout(x: tf.Tensor, rate: tf.Tensor, generator: tf.random.Generator) -> tf.Tensor:
     """Inverted dropout with one rate per example.
 
-    ``rate`` has shape [batch] or [batch, 1], values in [0, 1); each unit of example i is kept
-    with probability 1 − rate_i and then scaled by 1/(1 − rate_i), so its expectation is x.
+    ``rate`` has shape [batch] or [batch, 1] (or [P, batch] for a population's x [P, batch,
+    ...]), values in [0, 1); each unit of example i is kept with probability 1 − rate_i and
+    then scaled by 1/(1 − rate_i), so its expectation is x.
     """
-    if rate.shape.rank not in (1, 2) or (rate.shape.rank == 2 and rate.shape[1] != 1):
-        raise ValueError(f"rate has shape {rate.shape}; allowed: [batch] or [batch, 1]")
-    keep = 1.0 - tf.reshape(tf.cast(rate, x.dtype), [-1] + [1] * (x.shape.rank - 1))
-    kept = generator.uniform(tf.shape(x), dtype=x.dtype) < keep
+    if rate.shape.rank == 2 and rate.shape[1] == 1:
+        rate = rate[:, 0]
+    rank = rate.shape.rank
+    if rank not in (1, 2) or not rate.shape.is_compatible_with(x.shape[:rank]):
+        raise ValueError(
+            f"rate has shape {rate.shape} for x of shape {x.shape}; allowed: [batch], "
+            "[batch, 1], or [P, batch] for a population"
+        )
+    shape = tf.concat([tf.shape(rate), tf.ones([x.shape.rank - rank], tf.int32)], 0)
+    keep = 1.0 - tf.reshape(tf.cast(rate, x.dtype), shape)
+    kept = generator.uniform(draw_shape(x, generator), dtype=x.dtype) < keep
     return tf.where(kept, x / keep, tf.zeros_like(x))

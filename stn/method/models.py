@@ -137,12 +137,20 @@ class _Classifier(HyperModel):
                 "generator=None is not allowed with dropout: pass a tf.random.Generator"
             )
         h = x
+        if hnet_input is not None and len(hnet_input.shape) == 3 and len(x.shape) == 4:
+            h = tf.broadcast_to(x, [hnet_input.shape[0], *x.shape])  # one batch, every member
         for i in range(self.n_dropout):
             h = self._block(i, h, hnet_input)
             if dropout is not None:
-                h = per_example_dropout(h, dropout[:, i], generator)
-        h = tf.reshape(h, [tf.shape(h)[0], -1])
-        return self.layers[-1](h, hnet_input)
+                h = per_example_dropout(h, dropout[..., i], generator)
+        return self.layers[-1](_flatten(h, hnet_input), hnet_input)
+
+
+def _flatten(h: tf.Tensor, hnet_input: tf.Tensor | None) -> tf.Tensor:
+    """Activations [batch, ...] → [batch, features]; a population's [P, batch, ...] (its
+    ``hnet_input`` is [P, batch, H]) → [P, batch, features]."""
+    lead = 2 if hnet_input is not None and len(hnet_input.shape) == 3 else 1
+    return tf.reshape(h, tf.concat([tf.shape(h)[:lead], [-1]], 0))
 
 
 class HyperMLP(_Classifier):
@@ -170,7 +178,7 @@ class HyperMLP(_Classifier):
 
     def _block(self, i: int, h: tf.Tensor, hnet_input: tf.Tensor | None) -> tf.Tensor:
         if i == 0:
-            h = tf.reshape(h, [tf.shape(h)[0], -1])
+            h = _flatten(h, hnet_input)
         return tf.nn.relu(self.layers[i](h, hnet_input))
 
 
@@ -216,5 +224,4 @@ class HyperCNN(_Classifier):
         if i < self.n_conv:
             h = tf.nn.relu(self.layers[i](h, hnet_input))
             return tf.nn.max_pool2d(h, 2, 2, "SAME")
-        h = tf.reshape(h, [tf.shape(h)[0], -1])
-        return tf.nn.relu(self.layers[i](h, hnet_input))
+        return tf.nn.relu(self.layers[i](_flatten(h, hnet_input), hnet_input))

@@ -83,6 +83,12 @@ class PopulationGenerator(tf.Module):
         return len(self.members)
 
 
+def draw_shape(x: tf.Tensor, generator: object) -> tf.Tensor:
+    """The shape to draw for one random number per element of ``x``: x's own shape from one
+    run's generator, one member's from a population's (which stacks the members' draws)."""
+    return tf.shape(x)[1:] if isinstance(generator, PopulationGenerator) else tf.shape(x)
+
+
 class MemberMask(tf.Module):
     """Which members of a population still train: a boolean variable [P]."""
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 from stn.method.hyperparameters import DTYPE, Exponential, HyperparameterSpec
 from stn.method.layers import per_example_dropout
 from stn.method.models import HyperModel
+from stn.method.population import draw_shape
 from stn.tasks.metrics import accuracy
 from stn.util.checks import check_choice, is_positive_int
 
@@ -220,6 +221,7 @@ class ClassificationTask:
     """
 
     stop_metric = "valid_loss"
+    supports_population = True  # with a hyper MLP: batches may carry a leading member axis
 
     def __init__(
         self,
@@ -289,12 +291,14 @@ class ClassificationTask:
         return self._draw(self.valid, self.valid_batch_size, generator)
 
     def augment(self, x: tf.Tensor, values: tf.Tensor, generator: tf.random.Generator):
-        """Apply the per-example augmentations in ``values`` [batch, H] to images x."""
+        """Apply the per-example augmentations in ``values`` [batch, H] to images x (or a
+        population's [P, batch, H] to [P, batch, ...])."""
         if "input_dropout" in self.columns:
-            x = per_example_dropout(x, values[:, self.columns["input_dropout"]], generator)
+            x = per_example_dropout(x, values[..., self.columns["input_dropout"]], generator)
         if "input_noise" in self.columns:
-            std = tf.reshape(values[:, self.columns["input_noise"]], [-1, 1, 1, 1])
-            x = x + std * generator.normal(tf.shape(x), dtype=x.dtype)
+            std = values[..., self.columns["input_noise"]]
+            std = tf.reshape(std, tf.concat([tf.shape(std), [1, 1, 1]], 0))
+            x = x + std * generator.normal(draw_shape(x, generator), dtype=x.dtype)
         return x
 
     def train_loss(
@@ -307,12 +311,12 @@ class ClassificationTask:
     ) -> tf.Tensor:
         x, y = batch
         x = self.augment(x, values, generator)
-        dropout = tf.gather(values, self.dropout_columns, axis=1) if self.n_dropout else None
+        dropout = tf.gather(values, self.dropout_columns, axis=-1) if self.n_dropout else None
         logits = model(x, hnet_input, dropout=dropout, generator=generator)
         loss = _cross_entropy(y, logits)
         if self.weight_decay_column is None:
             return loss
-        return loss + tf.reduce_mean(self.weight_decay_penalty(model, hnet_input, values))
+        return loss + tf.reduce_mean(self.weight_decay_penalty(model, hnet_input, values), -1)
 
     def weight_decay_penalty(
         self, model: HyperModel, hnet_input: tf.Tensor | None, values: tf.Tensor
@@ -326,7 +330,7 @@ class ClassificationTask:
                 f"model={type(model).__name__} has no squared_kernel_norm(hnet_input), which "
                 "weight decay needs; subclass stn.HyperModel (its layers provide it)"
             )
-        rate = values[:, self.weight_decay_column]
+        rate = values[..., self.weight_decay_column]
         return rate * model.squared_kernel_norm(hnet_input)
 
     def valid_loss(
@@ -343,6 +347,7 @@ class ClassificationTask:
         metrics, predictions = {}, None
         for split, (x, y) in (("valid", self.valid), ("test", self.test)):
             logits = model(x, hnet_input(y.shape[0]))
+            y = tf.broadcast_to(y, tf.shape(logits)[:-1])  # each member's, in a population
             metrics[f"{split}_loss"] = _cross_entropy(y, logits)
             metrics[f"{split}_accuracy"] = accuracy(y, logits)
             if predictions is None:
@@ -351,6 +356,7 @@ class ClassificationTask:
 
 
 def _cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """The mean over the batch (each member's, in a population)."""
     return tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits), -1
     )

@@ -38,6 +38,6 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
 
 
 def accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """Fraction of examples whose arg-max logit is the label."""
+    """Fraction of examples whose arg-max logit is the label (over the last batch axis)."""
     hits = tf.equal(tf.argmax(logits, axis=-1, output_type=labels.dtype), labels)
-    return tf.reduce_mean(tf.cast(hits, logits.dtype))
+    return tf.reduce_mean(tf.cast(hits, logits.dtype), -1)

@@ -129,10 +129,11 @@ def function_animation(
 
 
 def speed_plot(
-    results: dict[str, dict[str, float]], population: list[dict[str, float]] | None = None
+    results: dict[str, dict[str, float]],
+    population: dict[str, list[dict[str, float]]] | None = None,
 ) -> plt.Figure:
     """µs per cycle of each mode (log scale), each bar labelled with its speed-up over the
-    design document's eager loop; with ``population`` (rows of
+    design document's eager loop; with ``population`` (per workload, the rows of
     :func:`stn.experiments.benchmark.population_benchmark`), a second panel of the cost per
     member-cycle against the population size."""
     names = list(results)
@@ -160,27 +161,35 @@ def speed_plot(
     return fig
 
 
-def _population_panel(ax: plt.Axes, rows: list[dict[str, float]]) -> None:
-    """Cost per member-cycle against P: a population (steady, and its first run with the
-    compile) beside the same runs dealt to worker processes."""
-    members = [r["members"] for r in rows]
-    lines = (
-        ("us_per_member_cycle", "population (compiled)", "o-", "tab:blue"),
-        ("first_run_us_per_member_cycle", "population, first run (compile included)", "o--",
-         "tab:blue"),
-        ("workers_us_per_member_cycle", f"{rows[0]['workers']} worker processes of single runs "
-         "(start and compile included)", "s-", "tab:orange"),
-    )  # fmt: skip
-    for key, label, style, color in lines:
-        ax.plot(members, [r[key] for r in rows], style, color=color, label=label)
+def _processes(workers: int) -> str:
+    if workers == 1:
+        return "one after another (compile included)"
+    return f"in {workers} processes (start and compile included)"
+
+
+def _population_panel(ax: plt.Axes, population: dict[str, list[dict[str, float]]]) -> None:
+    """Cost per member-cycle against P, per workload: a population (steady; dashed, its first
+    run with the compile) beside the same runs as single runs in worker processes (squares)."""
+    sizes = sorted({r["members"] for rows in population.values() for r in rows})
+    for (name, rows), color in zip(population.items(), ("tab:blue", "tab:green"), strict=False):
+        lines = (
+            ("us_per_member_cycle", "o-", 1.0, "population"),
+            ("first_run_us_per_member_cycle", "o--", 0.5, "population, first run (compile)"),
+            ("workers_us_per_member_cycle", "s:", 1.0,
+             f"single runs, {_processes(rows[0]['workers'])}"),
+        )  # fmt: skip
+        members = [r["members"] for r in rows]
+        for key, style, alpha, label in lines:
+            values = [r[key] for r in rows]
+            ax.plot(members, values, style, color=color, alpha=alpha, label=f"{name}: {label}")
     ax.set_xscale("log", base=2)
-    ax.set_xticks(members, [str(m) for m in members])
+    ax.set_xticks(sizes, [str(m) for m in sizes])
     ax.minorticks_off()
     ax.set_yscale("log")
-    ax.set_xlabel("members P (runs of the toy, one seed each)")
-    ax.set_ylabel(f"µs per member-cycle ({rows[0]['cycles']} cycles each)")
+    ax.set_xlabel("members P (runs, one seed each)")
+    ax.set_ylabel("µs per member-cycle")
     ax.set_title("Many runs: a population against worker processes")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
 
 
 def scaling_plot(rows: list[dict[str, float]]) -> plt.Figure:

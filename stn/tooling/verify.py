@@ -80,10 +80,10 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule("*.cycles", "exact"),
         Rule("scaling.*.width", "exact"),
         Rule("scaling.*.batch_size", "exact"),
-        Rule("population.*.members", "exact"),
-        Rule("population.*.workers", "exact"),
+        Rule("population.*.*.members", "exact"),
+        Rule("population.*.*.workers", "exact"),
         Rule("modes.*.speedup", "ratio", show=True),
-        Rule("population.*.gain", "ratio", show=True),  # against P = 1, in the same run
+        Rule("population.*.*.gain", "ratio", show=True),  # against P = 1, in the same run
         Rule("full_run.added_mib", "ratio", show=True),
         Rule("modes.*.us_per_cycle", "reported", show=True),
         Rule("full_run.seconds", "reported", show=True),
