@@ -94,6 +94,24 @@ def speed_table(results: Results) -> str:
     return "\n".join(lines)
 
 
+def population_table(results: Results) -> str:
+    """The population study: per workload and size, the cost per member-cycle three ways."""
+    population = results("speed.json")["population"]
+    lines = [
+        "| workload | members P | µs per member-cycle | gain over P = 1 | first run, compile "
+        "included | single runs in worker processes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, rows in population.items():
+        for r in rows:
+            lines.append(
+                f"| {name} | {r['members']} | {r['us_per_member_cycle']:.0f} | {r['gain']:.2f} "
+                f"| {r['first_run_us_per_member_cycle']:.0f} "
+                f"| {r['workers_us_per_member_cycle']:.0f} ({r['workers']}) |"
+            )
+    return "\n".join(lines)
+
+
 def real_data_table(results: Results) -> str:
     """The real-data table (mean ± sd over seeds), as the notebook writes it."""
     from stn.experiments.real_data import markdown_table
@@ -116,6 +134,7 @@ def environment(results: Results) -> str:
 SECTIONS: dict[str, Callable[[Results], str]] = {
     "glance": glance,
     "speed": speed_table,
+    "population": population_table,
     "real_data": real_data_table,
     "environment": environment,
 }
