@@ -22,7 +22,7 @@ from stn.experiments.real_data import (
 from stn.method.hyperparameters import DTYPE
 from stn.method.layers import HyperConv2D, per_example_dropout
 from stn.method.models import HyperCNN, HyperMLP
-from stn.method.stn import STN, STNConfig
+from stn.method.stn import STN, STNConfig, init_seed, stream
 from stn.tasks import classification as stn_data
 from stn.tasks.classification import (
     ClassificationTask,
@@ -244,12 +244,31 @@ def small_task(digits):
 def test_fixed_training_is_fixed_by_the_seed(small_task):
     trainer = _trainer(small_task)
     values = {"input_dropout": 0.1, "input_noise": 0.1, "dropout_1": 0.2}
-    a, b, c = trainer.run(values, 12, 0), trainer.run(values, 12, 0), trainer.run(values, 12, 1)
-    assert list(a.steps) == [5, 10, 12]
+    a, b, c = trainer.run(values, 15, 0), trainer.run(values, 15, 0), trainer.run(values, 15, 1)
+    assert list(a.steps) == [5, 10, 15]
     np.testing.assert_array_equal(a.metrics["valid_loss"], b.metrics["valid_loss"])
     assert not np.array_equal(a.metrics["valid_loss"], c.metrics["valid_loss"])
     with pytest.raises(ValueError, match="hyper weights"):
         FixedTrainer(small_task, lambda h, g: HyperMLP(h, g, hidden=(8,)))
+    with pytest.raises(ValueError, match="steps=12 must be a positive multiple"):
+        trainer.run(values, 12, 0)
+    with pytest.raises(ValueError, match="lacks"):
+        trainer.run({"input_dropout": 0.1}, 15, 0)
+
+
+def test_a_fixed_run_shares_stns_loop_and_seeding(small_task):
+    """One compiled chunk serves every trial, and a trial starts from the weights an STN run
+    with the same seed starts from (the stream ``init_seed(seed)``)."""
+    trainer = _trainer(small_task)
+    values = {"input_dropout": 0.1, "input_noise": 0.2, "dropout_1": 0.3}
+    trainer.run(values, 10, 4)
+    trainer.fixed.reset(5, values)
+    expected = trainer.fixed.model_fn(3, stream(5, init_seed))
+    for got, want in zip(trainer.fixed.model.weights, expected.weights, strict=True):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    trainer.run(values, 10, 5)
+    assert trainer.trainer.trace_count == 1
+    assert trainer.fixed.hyperparameters.values().numpy().tolist() == [0.1, 0.2, 0.3]
 
 
 def test_grid_and_random_points():

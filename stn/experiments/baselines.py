@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,10 @@ import tensorflow as tf
 from stn.method.hyperparameters import DTYPE, HyperparameterSpec
 from stn.method.models import HyperModel
 from stn.method.optimizers import make_optimizer
-from stn.method.stn import init_generator, train_seed
+from stn.method.population import check_like
+from stn.method.stn import STNConfig, init_seed, optimizer_state, restart, stream, train_seed
 from stn.tasks.classification import ClassificationTask
+from stn.training.loop import Trainer
 from stn.training.progress import progress_bar, progress_enabled
 from stn.training.record import DivergenceError
 from stn.util.checks import is_positive_int
@@ -63,13 +64,95 @@ class RunResult:
         return cls(dict(d["values"]), np.asarray(d["steps"]), metrics, float(d["seconds"]))
 
 
-class FixedTrainer(tf.Module):
-    """Train a model without hyper weights at fixed hyperparameter values.
+class FixedValues(tf.Module):
+    """Hyperparameters held at fixed values, unperturbed: what the loop records of a fixed run."""
 
-    ``model_fn(n_hyper, generator)`` must build a model with no hyper weights. One model, one
-    optimizer and one compiled chunk (``eval_every_steps`` steps, then an evaluation) serve
-    every trial: ``run`` re-initialises them in place from the seed, so a seed fixes a run.
-    """
+    def __init__(self, names: Sequence[str]):
+        super().__init__(name="fixed_values")
+        self.names, self.size = tuple(names), len(names)
+        self.fixed = tf.Variable(tf.zeros([self.size], DTYPE), trainable=False, name="values")
+
+    def values(self) -> tf.Tensor:
+        return tf.identity(self.fixed)
+
+    def stddev(self) -> tf.Tensor:
+        return tf.zeros_like(self.fixed)
+
+
+class FixedRun(tf.Module):
+    """A model without hyper weights trained at fixed hyperparameter values: Algorithm 1's
+    weight step with λ held still and unperturbed, and no hyperparameter step.
+
+    It has what :class:`~stn.training.loop.Trainer` runs (a cycle is one weight step, the
+    validation objective is recorded as 0), so the baselines share STN's compiled loop, and
+    :func:`~stn.method.stn.restart` gives them STN's seeding. Of ``config`` it reads the loop's
+    settings and the weight optimizer's."""
+
+    population = None  # one run
+    mask = None
+
+    def __init__(
+        self,
+        task: ClassificationTask,
+        model_fn: Callable[[int, tf.random.Generator], HyperModel],
+        config: STNConfig,
+    ):
+        super().__init__(name="fixed_run")
+        self.task, self.model_fn, self.config, self.seed = task, model_fn, config, 0
+        self.hyperparameters = FixedValues(task.names)
+        self.model = model_fn(self.hyperparameters.size, stream(0, init_seed))
+        if self.model.hyper_weights:
+            raise ValueError(
+                "model_fn builds a model with hyper weights; the baselines need none "
+                "(build it with hyper=False)"
+            )
+        self.generator = stream(0, train_seed)
+        self.optimizer = make_optimizer(config.weight_optimizer, config.weight_lr)
+        self.optimizer.build(list(self.model.weights))
+        self._optimizer_init = optimizer_state([self.optimizer])
+
+    def reset(self, seed: int, values: Mapping[str, float] | None = None) -> None:
+        """Start over from ``seed`` (fresh weights, optimizer state and noise), at ``values``
+        if given."""
+        check_like(seed, self.seed)
+        self.seed = seed
+        restart(self, self.hyperparameters.size, seed, self._optimizer_init)
+        if values is not None:
+            names = self.hyperparameters.names
+            missing = set(names) - set(values)
+            if missing:
+                raise ValueError(f"values={dict(values)!r} lacks {sorted(missing)}")
+            self.hyperparameters.fixed.assign([float(values[n]) for n in names])
+
+    @tf.autograph.experimental.do_not_convert
+    def weight_step(self) -> tf.Tensor:
+        """φ ← φ − α ∂f(λ, w_φ)/∂φ at the fixed λ."""
+        batch = self.task.train_batch(self.generator)
+        fixed = self.hyperparameters.fixed
+        values = tf.tile(fixed[tf.newaxis], [tf.shape(batch[0])[0], 1])
+        with tf.GradientTape() as tape:
+            loss = self.task.train_loss(self.model, batch, None, values, self.generator)
+        variables = list(self.model.weights)
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return loss
+
+    @tf.autograph.experimental.do_not_convert
+    def cycle(self) -> tuple[tf.Tensor, tf.Tensor]:
+        return self.weight_step(), tf.zeros([], DTYPE)
+
+    @tf.autograph.experimental.do_not_convert
+    def evaluate(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        return self.task.evaluate(self.model, lambda n: None)
+
+
+#: Steps per compiled chunk of a fixed run, rounded down to a multiple of its evaluation interval.
+FIXED_CHUNK_STEPS = 1000
+
+
+class FixedTrainer:
+    """Trains a :class:`FixedRun` in STN's compiled loop: one model, one optimizer and one
+    compiled chunk serve every trial, re-initialised in place from the trial's seed."""
 
     def __init__(
         self,
@@ -80,75 +163,43 @@ class FixedTrainer(tf.Module):
         eval_every_steps: int = 75,
         jit_compile: bool = True,
     ):
-        super().__init__(name="fixed_trainer")
         if not is_positive_int(eval_every_steps):
             raise ValueError(f"eval_every_steps={eval_every_steps!r} must be a positive integer")
-        self.task, self.model_fn, self.eval_every_steps = task, model_fn, eval_every_steps
-        self.names = task.names
-        self.model = model_fn(len(self.names), init_generator(0))
-        if self.model.hyper_weights:
-            raise ValueError(
-                "model_fn builds a model with hyper weights; the baselines need none "
-                "(build it with hyper=False)"
-            )
-        self.values = tf.Variable(tf.zeros([len(self.names)], DTYPE), name="values")
-        self.generator = tf.random.Generator.from_seed(train_seed(0))
-        self.optimizer = make_optimizer(optimizer, learning_rate)
-        self.optimizer.build(list(self.model.weights))
-        self._optimizer_init = [(v, v.numpy()) for v in self.optimizer.variables]
-        self._chunk = tf.function(
-            self._run_chunk, input_signature=[tf.TensorSpec([], tf.int32)], jit_compile=jit_compile
+        chunk = eval_every_steps * max(1, FIXED_CHUNK_STEPS // eval_every_steps)
+        config = STNConfig(
+            warmup_steps=0,
+            target=None,
+            weight_optimizer=optimizer,
+            weight_lr=learning_rate,
+            chunk_cycles=chunk,
+            eval_every=eval_every_steps,
+            snapshot_every=chunk,
+            jit_compile=jit_compile,
         )
-
-    def reset(self, seed: int, values: Mapping[str, float]) -> None:
-        """Fresh weights, optimizer state and noise from ``seed``; set the hyperparameters."""
-        missing = set(self.names) - set(values)
-        if missing:
-            raise ValueError(f"values={dict(values)!r} lacks {sorted(missing)}")
-        fresh = self.model_fn(len(self.names), init_generator(seed))
-        for old, new in zip(self.model.weights, fresh.weights, strict=True):
-            old.assign(new)
-        for var, value in self._optimizer_init:
-            var.assign(value)
-        self.generator.reset_from_seed(train_seed(seed))
-        self.values.assign([float(values[n]) for n in self.names])
-
-    @tf.autograph.experimental.do_not_convert
-    def _step(self) -> tf.Tensor:
-        batch = self.task.train_batch(self.generator)
-        values = tf.tile(self.values[tf.newaxis], [tf.shape(batch[0])[0], 1])
-        with tf.GradientTape() as tape:
-            loss = self.task.train_loss(self.model, batch, None, values, self.generator)
-        variables = list(self.model.weights)
-        grads = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return loss
-
-    def _run_chunk(self, n_steps: tf.Tensor) -> dict[str, tf.Tensor]:
-        for _ in tf.range(n_steps):
-            self._step()
-        return self.task.evaluate(self.model, lambda n: None)[0]
+        self.fixed = FixedRun(task, model_fn, config)
+        self.trainer = Trainer(self.fixed)
+        self.eval_every_steps = eval_every_steps
 
     def run(self, values: Mapping[str, float], steps: int, seed: int = 0) -> RunResult:
         """Train for ``steps`` steps from ``seed`` at ``values``, evaluating every
-        ``eval_every_steps`` steps (and at the end)."""
-        if not is_positive_int(steps):
-            raise ValueError(f"steps={steps!r} must be a positive integer")
-        self.reset(seed, values)
-        start = time.perf_counter()
-        done, at, rows = 0, [], []
-        while done < steps:
-            n = min(self.eval_every_steps, steps - done)
-            metrics = self._chunk(tf.constant(n, tf.int32))
-            done += n
-            at.append(done)
-            rows.append({k: float(v) for k, v in metrics.items()})
-            bad = {f"metric {k}": v for k, v in rows[-1].items() if not np.isfinite(v)}
-            if bad:
-                raise DivergenceError(done, bad, unit="step")
-        seconds = time.perf_counter() - start
-        metrics = {k: np.array([r[k] for r in rows]) for k in rows[0]}
-        return RunResult({n: float(values[n]) for n in self.names}, np.array(at), metrics, seconds)
+        ``eval_every_steps`` steps."""
+        if not is_positive_int(steps) or steps % self.eval_every_steps:
+            raise ValueError(
+                f"steps={steps!r} must be a positive multiple of "
+                f"eval_every_steps={self.eval_every_steps}"
+            )
+        self.fixed.reset(seed, values)
+        try:
+            trajectory = self.trainer.run(max_cycles=steps)
+        except DivergenceError as error:  # a cycle of a fixed run is one step
+            raise DivergenceError(error.cycle, error.quantities, unit="step") from None
+        names = self.fixed.hyperparameters.names
+        return RunResult(
+            {n: float(values[n]) for n in names},
+            trajectory.eval_cycles,
+            trajectory.metrics,
+            trajectory.seconds,
+        )
 
 
 @dataclass

@@ -442,20 +442,20 @@ class RidgeExperiment(Hypertraining):
     bounds and budget. ``variant`` names the STN variant (:data:`stn.experiments.toy.VARIANTS`);
     build one with :func:`ridge_variant`, which applies it."""
 
-    variant: str = "default"
-    data_seed: int = 0
-    n_train: int = 50
-    n_valid: int = 200
-    n_features: int = 25
-    noise: float = 1.0
-    signal: float = 2.0
-    lower: float = 1e-4
-    upper: float = 10.0
-    lambda_init: float = 1e-3
-    max_cycles: int = 3000
-    eval_every: int = 10
-    snapshot_every: int = 50
-    replicas: int = 8
+    variant: str = "default"  # a name of stn.experiments.toy.VARIANTS
+    data_seed: int = 0  # draws the regression's data and true weights
+    n_train: int = 50  # training examples
+    n_valid: int = 200  # validation examples
+    n_features: int = 25  # d, the inputs' dimension
+    noise: float = 1.0  # stddev of the targets' noise
+    signal: float = 2.0  # the true weights' norm scale: w ~ N(0, signal²/d·I)
+    lower: float = 1e-4  # the weight decay λ's lower bound
+    upper: float = 10.0  # and its upper bound (log scale in between)
+    lambda_init: float = 1e-3  # λ's initial value
+    max_cycles: int = 3000  # budget of cycles
+    eval_every: int = 10  # cycles between evaluations
+    snapshot_every: int = 50  # cycles between snapshots of θ̂ and dθ̂/dh
+    replicas: int = 8  # copies of the training set per batch, each with its own perturbed λ
     #: further STNConfig options a variant sets that this dataclass has no field for
     options: dict = field(default_factory=dict)
 

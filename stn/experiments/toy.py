@@ -39,21 +39,21 @@ class Hypertraining:
     variants of :data:`VARIANTS`) and Algorithm 1's steps and learning rates. Defaults: the
     design document's settings with the paper's per-unit hypernetwork."""
 
-    seed: int = 0
-    per_unit: bool = True
-    hyper_init: str = "paper"
-    hypernet_input: str = "plain"
-    weight_step: str = "joint"
-    scale_init: float = 0.5
-    warmup_steps: int = 5
-    train_steps: int = 2
-    valid_steps: int = 2
-    weight_lr: float = 0.01
-    hyper_lr: float = 0.003
-    scale_lr: float = 0.003
-    entropy_weight: float = 1e-3
-    chunk_cycles: int = 1000
-    jit_compile: bool = True
+    seed: int = 0  # fixes the initialisation and every random draw of the run
+    per_unit: bool = True  # hyper weights scale each unit (the paper) or each layer
+    hyper_init: str = "paper"  # initialisation of the hyper weights: "paper" or "design"
+    hypernet_input: str = "plain"  # what the hypernetwork reads: "plain" or "centered"
+    weight_step: str = "joint"  # how a weight step splits φ: "joint", "split" or "delta"
+    scale_init: float = 0.5  # σ0 = softplus(s): the initial perturbation stddev of u
+    warmup_steps: int = 5  # weight steps before the first cycle
+    train_steps: int = 2  # weight steps per cycle
+    valid_steps: int = 2  # hyperparameter steps per cycle
+    weight_lr: float = 0.01  # Adam's learning rate for the weights
+    hyper_lr: float = 0.003  # Adam's learning rate for λ
+    scale_lr: float = 0.003  # Adam's learning rate for the perturbation scale
+    entropy_weight: float = 1e-3  # τ, the weight of the entropy term
+    chunk_cycles: int = 1000  # cycles per compiled chunk (no number depends on it)
+    jit_compile: bool = True  # compile the chunk with XLA
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
@@ -69,15 +69,15 @@ class Hypertraining:
 class ToyExperiment(Hypertraining):
     """Every knob of the toy STN run: the shared ones and the toy's network, data and budget."""
 
-    batch_size: int = 100
-    depth: int = 3
-    width: int = 4
-    activation: str = "relu"
-    x_range_init: float = 0.5
-    validation_range: float = 2.0
-    max_cycles: int = 10000
-    target: float | None = 0.05
-    snapshot_every: int = 200
+    batch_size: int = 100  # examples per training and validation batch
+    depth: int = 3  # hidden layers of the hypernetwork
+    width: int = 4  # units per hidden layer
+    activation: str = "relu"  # hidden activation
+    x_range_init: float = 0.5  # initial x_range, the training inputs' half-width
+    validation_range: float = 2.0  # V: validation inputs are uniform on [−V, V]
+    max_cycles: int = 10000  # budget of cycles
+    target: float | None = 0.05  # stop once the validation loss is below it (None: never)
+    snapshot_every: int = 200  # cycles between snapshots of the learned function
 
     @classmethod
     def from_parameters(cls, **params: object) -> ToyExperiment:

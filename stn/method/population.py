@@ -13,7 +13,7 @@ optimizers keep a stopped member's variables and slots as they were.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -58,12 +58,12 @@ def check_like(seed: int | Seeds, current: int | Seeds) -> None:
 
 class PopulationGenerator(tf.Module):
     """P random streams behind the interface of one ``tf.random.Generator``: a draw of shape S
-    is P draws of shape S, one from each member's stream, stacked to [P, *S]."""
+    is P draws of shape S, one from each member's stream (member i's from ``seeds[i]``),
+    stacked to [P, *S]."""
 
-    def __init__(self, seeds: Seeds, seed_of: Callable[[int], int]):
+    def __init__(self, seeds: Seeds):
         super().__init__(name="population_generator")
-        self.seed_of = seed_of
-        self.members = [tf.random.Generator.from_seed(seed_of(s)) for s in check_seeds(seeds)]
+        self.members = [tf.random.Generator.from_seed(s) for s in check_seeds(seeds)]
 
     def normal(self, shape, mean=0.0, stddev=1.0, dtype=tf.float32) -> tf.Tensor:
         return tf.stack([g.normal(shape, mean, stddev, dtype) for g in self.members])
@@ -77,7 +77,7 @@ class PopulationGenerator(tf.Module):
         if len(seeds) != len(self.members):
             raise ValueError(f"seeds={list(seeds)} must have one seed per member ({len(self)})")
         for generator, seed in zip(self.members, seeds, strict=True):
-            generator.reset_from_seed(self.seed_of(seed))
+            generator.reset_from_seed(seed)
 
     def __len__(self) -> int:
         return len(self.members)

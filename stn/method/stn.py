@@ -24,6 +24,7 @@ from stn.method.variants import HYPERNET_INPUTS, WEIGHT_STEPS
 from stn.util.checks import check_choice, is_count, is_positive_int
 
 Batch = tuple[tf.Tensor, ...]
+OptimizerInit = list[tuple[tf.Variable, object]]
 
 
 class Task(Protocol):
@@ -160,7 +161,7 @@ class STN(tf.Module):
         self.weight_update.build(self)
         self.hyper_optimizer.build([self.hyperparameters.unconstrained], self.mask)
         self.scale_optimizer.build([self.hyperparameters.scale], self.mask)
-        self._optimizer_init = [(v, v.numpy()) for opt in self.optimizers for v in opt.variables]
+        self._optimizer_init = optimizer_state(self.optimizers)
 
     @property
     def optimizers(self) -> tuple[FusedOptimizer, ...]:
@@ -172,14 +173,9 @@ class STN(tf.Module):
         check_like(seed, self.seed)
         self.seed = seed
         fresh_hp = Hyperparameters(self.hyperparameters.specs, self.population)
-        fresh = self.model_fn(self.hyperparameters.size, stream(seed, init_seed))
-        for old, new in zip(self.model.weights, fresh.weights, strict=True):
-            old.assign(new)
         self.hyperparameters.unconstrained.assign(fresh_hp.unconstrained)
         self.hyperparameters.scale.assign(fresh_hp.scale)
-        for var, value in self._optimizer_init:
-            var.assign(value)
-        self.generator.reset_from_seed(seed if self.population else train_seed(seed))
+        restart(self, self.hyperparameters.size, seed, self._optimizer_init)
         if self.mask is not None:
             self.mask.reset()
 
@@ -252,11 +248,6 @@ def init_seed(seed: int) -> int:
     return 2 * seed
 
 
-def init_generator(seed: int) -> tf.random.Generator:
-    """The generator that initialises the weights of a run with ``seed``."""
-    return tf.random.Generator.from_seed(init_seed(seed))
-
-
 def train_seed(seed: int) -> int:
     """The seed of the random stream that a run with ``seed`` trains on."""
     return 2 * seed + 1
@@ -268,4 +259,34 @@ def stream(
     """The random stream ``seed_of(seed)`` of a run, or one per member of a population."""
     if isinstance(seed, int):
         return tf.random.Generator.from_seed(seed_of(seed))
-    return PopulationGenerator(seed, seed_of)
+    return PopulationGenerator([seed_of(s) for s in seed])
+
+
+class Restartable(Protocol):
+    """What :func:`restart` re-initialises: a model built by ``model_fn`` and a training stream."""
+
+    model: HyperModel
+    model_fn: Callable[[int, tf.random.Generator], HyperModel]
+    generator: tf.random.Generator | PopulationGenerator
+
+
+def restart(
+    run: Restartable, n_hyper: int, seed: int | Sequence[int], optimizer_init: OptimizerInit
+) -> None:
+    """Start ``run`` over from ``seed``, in place: fresh weights (``model_fn(n_hyper, ·)``)
+    from the stream ``init_seed(seed)``, the optimizers' variables back to ``optimizer_init``, and
+    the training stream restarted at ``train_seed(seed)``. Compiled graphs keep working."""
+    fresh = run.model_fn(n_hyper, stream(seed, init_seed))
+    for old, new in zip(run.model.weights, fresh.weights, strict=True):
+        old.assign(new)
+    for var, value in optimizer_init:
+        var.assign(value)
+    if isinstance(seed, int):
+        run.generator.reset_from_seed(train_seed(seed))
+    else:
+        run.generator.reset_from_seed([train_seed(s) for s in seed])
+
+
+def optimizer_state(optimizers: Sequence[FusedOptimizer]) -> OptimizerInit:
+    """The optimizers' variables with their current values, for :func:`restart`."""
+    return [(v, v.numpy()) for opt in optimizers for v in opt.variables]

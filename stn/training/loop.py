@@ -18,8 +18,10 @@ from typing import Protocol
 import numpy as np
 import tensorflow as tf
 
-from stn.method.hyperparameters import DTYPE
-from stn.method.stn import STN
+from stn.method.hyperparameters import DTYPE, Hyperparameters
+from stn.method.models import HyperModel
+from stn.method.population import MemberMask
+from stn.method.stn import STNConfig, Task
 from stn.training.checkpoints import RunCheckpoint
 from stn.training.progress import ProgressBar
 from stn.training.record import RECORD_KEYS, DivergenceError, RunState, Trajectory, trim
@@ -38,10 +40,31 @@ class Callback(Protocol):
     def close(self) -> None: ...
 
 
+class Runnable(Protocol):
+    """What :class:`Trainer` runs: an :class:`~stn.method.stn.STN`, or anything with its
+    state and steps (the baselines' fixed-hyperparameter run)."""
+
+    config: STNConfig
+    task: Task
+    model: HyperModel
+    hyperparameters: Hyperparameters
+    population: int | None
+    mask: MemberMask | None
+    seed: int | Sequence[int]
+
+    def reset(self, seed: int | Sequence[int]) -> None: ...
+
+    def weight_step(self) -> tf.Tensor: ...
+
+    def cycle(self) -> tuple[tf.Tensor, tf.Tensor]: ...
+
+    def evaluate(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]: ...
+
+
 class Trainer:
     """Runs ``stn`` in compiled chunks of cycles, one trace for every chunk and every seed."""
 
-    def __init__(self, stn: STN):
+    def __init__(self, stn: Runnable):
         self.stn, self.config = stn, stn.config
         metrics, snapshot = stn.evaluate()  # eagerly, once: the recorded names and shapes
         self.metric_names = tuple(sorted(metrics))
@@ -92,7 +115,8 @@ class Trainer:
                 m, snap = stn.evaluate()
                 row = tf.stack([m[k] for k in metric_names], axis=-1)
                 metrics = metrics.write(i // cfg.eval_every, row)
-                stop_value = m[stn.task.stop_metric]
+                if cfg.target is not None:
+                    stop_value = m[stn.task.stop_metric]
                 if (i + 1) % cfg.snapshot_every == 0:
                     snapshots = snapshots.write(i // cfg.snapshot_every, snap)
             done = i + 1
