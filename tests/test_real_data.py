@@ -17,8 +17,10 @@ from stn.experiments.real_data import (
     bootstrap_interval,
     markdown_table,
     paired_difference,
+    run_seeds,
     summary,
 )
+from stn.experiments.workers import WorkerPool
 from stn.method.hyperparameters import DTYPE
 from stn.method.layers import HyperConv2D, per_example_dropout
 from stn.method.models import HyperCNN, HyperMLP
@@ -233,7 +235,8 @@ def _trainer(task, eval_every_steps=5):
     def model_fn(h, g):
         return HyperMLP(h, g, hidden=(8,), hyper=False)
 
-    return FixedTrainer(task, model_fn, eval_every_steps=eval_every_steps, jit_compile=False)
+    specs = classification_specs(1)
+    return FixedTrainer(task, specs, model_fn, eval_every_steps=eval_every_steps, jit_compile=False)
 
 
 @pytest.fixture(scope="module")
@@ -244,16 +247,36 @@ def small_task(digits):
 def test_fixed_training_is_fixed_by_the_seed(small_task):
     trainer = _trainer(small_task)
     values = {"input_dropout": 0.1, "input_noise": 0.1, "dropout_1": 0.2}
-    a, b, c = trainer.run(values, 15, 0), trainer.run(values, 15, 0), trainer.run(values, 15, 1)
-    assert list(a.steps) == [5, 10, 15]
+    a, b, c = trainer.run(values, 12, 0), trainer.run(values, 12, 0), trainer.run(values, 12, 1)
+    assert list(a.steps) == [5, 10, 12]
     np.testing.assert_array_equal(a.metrics["valid_loss"], b.metrics["valid_loss"])
     assert not np.array_equal(a.metrics["valid_loss"], c.metrics["valid_loss"])
-    with pytest.raises(ValueError, match="hyper weights"):
-        FixedTrainer(small_task, lambda h, g: HyperMLP(h, g, hidden=(8,)))
-    with pytest.raises(ValueError, match="steps=12 must be a positive multiple"):
-        trainer.run(values, 12, 0)
+    with pytest.raises(ValueError, match="steps=0 must be a positive integer"):
+        trainer.run(values, 0, 0)
     with pytest.raises(ValueError, match="lacks"):
         trainer.run({"input_dropout": 0.1}, 15, 0)
+
+
+def test_a_hypernetwork_at_fixed_values_reads_them_and_trains_its_hyper_weights(small_task):
+    """The capacity control: the hyper MLP trained at fixed λ, which its network reads as an
+    STN's reads the unperturbed λ (plain input: λ in the unconstrained space)."""
+    specs = classification_specs(1)
+    trainer = FixedTrainer(
+        small_task, specs, lambda h, g: HyperMLP(h, g, hidden=(8,)), eval_every_steps=5,
+        jit_compile=False,
+    )  # fmt: skip
+    values = {"input_dropout": 0.1, "input_noise": 0.2, "dropout_1": 0.3}
+    trainer.fixed.reset(0, values)
+    before = [v.numpy() for v in trainer.fixed.model.hyper_weights]
+    run = trainer.run(values, 10, 0)
+    expected = [spec.space.inverse(values[spec.name]) for spec in specs]
+    np.testing.assert_allclose(trainer.fixed.network_input(2).numpy(), [expected, expected])
+    after = [v.numpy() for v in trainer.fixed.model.hyper_weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    assert np.isfinite(run.metrics["valid_loss"]).all()
+    plain = _trainer(small_task)  # a plain model holds values at a bound (grid points start there)
+    plain.run({**values, "input_dropout": 0.0}, 5, 0)
+    assert plain.fixed.network_input(2) is None
 
 
 def test_a_fixed_run_shares_stns_loop_and_seeding(small_task):
@@ -410,3 +433,38 @@ def test_the_stn_run_checkpoints_between_chunks_not_only_at_its_end(stn_cycles):
     assert config.chunk_cycles <= 300
     if stn_cycles > config.eval_every:
         assert config.chunk_cycles < stn_cycles
+
+
+def test_baseline_trials_give_the_same_numbers_on_two_workers():
+    """Trials dealt to two worker processes, each with its own compiled trainer, give the
+    numbers of one process: grid, TPE asked in batches of 2, and the references."""
+    experiment = RealDataExperiment(
+        n_train=100, n_valid=100, warmup_steps=15, stn_cycles=5, trial_steps=30, n_trials=3,
+        eval_every_steps=15, tpe_batch=2,
+    )  # fmt: skip
+    alone = run_seeds(experiment, [3], workers=1)[0]
+    with WorkerPool(2) as pool:
+        spread = experiment.run(3, pool=pool)
+    assert alone.results.keys() == spread.results.keys()
+    for method, result in alone.results.items():
+        other = spread.results[method]
+        assert result.best == other.best, method
+        np.testing.assert_array_equal(result.curve_loss, other.curve_loss)
+
+
+def test_tpe_asks_in_batches_and_refuses_a_bad_batch(small_task):
+    class Recorder:
+        """Trials that record how many points each call brings."""
+
+        def __init__(self):
+            self.trainer, self.calls = _trainer(small_task), []
+
+        def run_trials(self, points, steps, seed):
+            self.calls.append(len(points))
+            return self.trainer.run_trials(points, steps, seed)
+
+    trials = Recorder()
+    result = tpe_search(trials, classification_specs(1), 5, 10, seed=0, batch=2)
+    assert trials.calls == [2, 2, 1] and len(result.runs) == 5
+    with pytest.raises(ValueError, match="batch=0 must be a positive integer"):
+        tpe_search(trials, classification_specs(1), 1, 10, batch=0)

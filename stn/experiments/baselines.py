@@ -1,8 +1,8 @@
 """Standard hyperparameter search, the methods STN is compared against.
 
-The same architectures without hyper weights (``hyper=False``) are trained with fixed
-hyperparameters by a compiled, seeded loop; grid search, random search and Optuna's TPE sampler
-choose those hyperparameters. Every trial gets the same budget of training steps, and the
+The same architectures without hyper weights (``hyper=False``) are trained at fixed
+hyperparameters in STN's compiled, seeded loop; grid search, random search and Optuna's TPE
+sampler choose those hyperparameters. Every trial gets the same budget of training steps, and the
 wall time of each trial is recorded. The Optuna study lives in a storage URL (a SQLite file by
 default, any RDB URL such as PostgreSQL to spread trials over machines) and resumes.
 """
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import optuna
@@ -24,9 +25,10 @@ from stn.method.models import HyperModel
 from stn.method.optimizers import make_optimizer
 from stn.method.population import check_like
 from stn.method.stn import STNConfig, init_seed, optimizer_state, restart, stream, train_seed
+from stn.method.variants import HYPERNET_INPUTS
 from stn.tasks.classification import ClassificationTask
 from stn.training.loop import Trainer
-from stn.training.progress import progress_bar, progress_enabled
+from stn.training.progress import progress_bar
 from stn.training.record import DivergenceError
 from stn.util.checks import is_positive_int
 
@@ -65,12 +67,28 @@ class RunResult:
 
 
 class FixedValues(tf.Module):
-    """Hyperparameters held at fixed values, unperturbed: what the loop records of a fixed run."""
+    """Hyperparameters held at fixed values, unperturbed: the values the task applies, what the
+    loop records, and (for a model with hyper weights) the unconstrained λ its network reads."""
 
-    def __init__(self, names: Sequence[str]):
+    def __init__(self, specs: Sequence[HyperparameterSpec]):
         super().__init__(name="fixed_values")
-        self.names, self.size = tuple(names), len(names)
+        self.specs = tuple(specs)
+        self.names, self.size = tuple(s.name for s in specs), len(specs)
         self.fixed = tf.Variable(tf.zeros([self.size], DTYPE), trainable=False, name="values")
+        self.unconstrained = tf.Variable(
+            tf.zeros([self.size], DTYPE), trainable=False, name="unconstrained"
+        )
+
+    def hold(self, values: Mapping[str, float], unconstrained: bool) -> None:
+        """Hold ``values`` (by name); with ``unconstrained``, also λ in the network's space."""
+        missing = set(self.names) - set(values)
+        if missing:
+            raise ValueError(f"values={dict(values)!r} lacks {sorted(missing)}")
+        held = [float(values[n]) for n in self.names]
+        self.fixed.assign(held)
+        if unconstrained:
+            spaces = [spec.space for spec in self.specs]
+            self.unconstrained.assign([t.inverse(v) for t, v in zip(spaces, held, strict=True)])
 
     def values(self) -> tf.Tensor:
         return tf.identity(self.fixed)
@@ -80,13 +98,15 @@ class FixedValues(tf.Module):
 
 
 class FixedRun(tf.Module):
-    """A model without hyper weights trained at fixed hyperparameter values: Algorithm 1's
-    weight step with λ held still and unperturbed, and no hyperparameter step.
+    """A model trained at fixed hyperparameter values: Algorithm 1's weight step with λ held
+    still and unperturbed, and no hyperparameter step. A plain model (no hyper weights) is the
+    searches' baseline; a hypernetwork reads the fixed λ as an STN reads it at evaluation, which
+    gives STN's capacity without its schedule.
 
     It has what :class:`~stn.training.loop.Trainer` runs (a cycle is one weight step, the
     validation objective is recorded as 0), so the baselines share STN's compiled loop, and
     :func:`~stn.method.stn.restart` gives them STN's seeding. Of ``config`` it reads the loop's
-    settings and the weight optimizer's."""
+    settings, the weight optimizer's and the hypernetwork input's."""
 
     population = None  # one run
     mask = None
@@ -94,18 +114,15 @@ class FixedRun(tf.Module):
     def __init__(
         self,
         task: ClassificationTask,
+        specs: Sequence[HyperparameterSpec],
         model_fn: Callable[[int, tf.random.Generator], HyperModel],
         config: STNConfig,
     ):
         super().__init__(name="fixed_run")
         self.task, self.model_fn, self.config, self.seed = task, model_fn, config, 0
-        self.hyperparameters = FixedValues(task.names)
+        self.hyperparameters = FixedValues(specs)
         self.model = model_fn(self.hyperparameters.size, stream(0, init_seed))
-        if self.model.hyper_weights:
-            raise ValueError(
-                "model_fn builds a model with hyper weights; the baselines need none "
-                "(build it with hyper=False)"
-            )
+        self.hypernet_input = HYPERNET_INPUTS[config.hypernet_input]()
         self.generator = stream(0, train_seed)
         self.optimizer = make_optimizer(config.weight_optimizer, config.weight_lr)
         self.optimizer.build(list(self.model.weights))
@@ -118,20 +135,25 @@ class FixedRun(tf.Module):
         self.seed = seed
         restart(self, self.hyperparameters.size, seed, self._optimizer_init)
         if values is not None:
-            names = self.hyperparameters.names
-            missing = set(names) - set(values)
-            if missing:
-                raise ValueError(f"values={dict(values)!r} lacks {sorted(missing)}")
-            self.hyperparameters.fixed.assign([float(values[n]) for n in names])
+            self.hyperparameters.hold(values, unconstrained=bool(self.model.hyper_weights))
+
+    def network_input(self, n: tf.Tensor | int) -> tf.Tensor | None:
+        """What the network reads for ``n`` examples: nothing for a plain model, else the
+        fixed λ as the hypernetwork reads the unperturbed λ."""
+        if not self.model.hyper_weights:
+            return None
+        tiled = tf.tile(self.hyperparameters.unconstrained[tf.newaxis], [n, 1])
+        return self.hypernet_input.exact(tiled)
 
     @tf.autograph.experimental.do_not_convert
     def weight_step(self) -> tf.Tensor:
-        """φ ← φ − α ∂f(λ, w_φ)/∂φ at the fixed λ."""
+        """φ ← φ − α ∂f(λ, w_φ(λ))/∂φ at the fixed λ."""
         batch = self.task.train_batch(self.generator)
-        fixed = self.hyperparameters.fixed
-        values = tf.tile(fixed[tf.newaxis], [tf.shape(batch[0])[0], 1])
+        n = tf.shape(batch[0])[0]
+        values = tf.tile(self.hyperparameters.fixed[tf.newaxis], [n, 1])
         with tf.GradientTape() as tape:
-            loss = self.task.train_loss(self.model, batch, None, values, self.generator)
+            hnet_input = self.network_input(n)
+            loss = self.task.train_loss(self.model, batch, hnet_input, values, self.generator)
         variables = list(self.model.weights)
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
@@ -143,7 +165,7 @@ class FixedRun(tf.Module):
 
     @tf.autograph.experimental.do_not_convert
     def evaluate(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        return self.task.evaluate(self.model, lambda n: None)
+        return self.task.evaluate(self.model, self.network_input)
 
 
 #: Steps per compiled chunk of a fixed run, rounded down to a multiple of its evaluation interval.
@@ -157,11 +179,13 @@ class FixedTrainer:
     def __init__(
         self,
         task: ClassificationTask,
+        specs: Sequence[HyperparameterSpec],
         model_fn: Callable[[int, tf.random.Generator], HyperModel],
         optimizer: str = "adam",
         learning_rate: float = 1e-3,
         eval_every_steps: int = 75,
         jit_compile: bool = True,
+        hypernet_input: str = "plain",
     ):
         if not is_positive_int(eval_every_steps):
             raise ValueError(f"eval_every_steps={eval_every_steps!r} must be a positive integer")
@@ -171,35 +195,55 @@ class FixedTrainer:
             target=None,
             weight_optimizer=optimizer,
             weight_lr=learning_rate,
+            hypernet_input=hypernet_input,
             chunk_cycles=chunk,
             eval_every=eval_every_steps,
             snapshot_every=chunk,
             jit_compile=jit_compile,
         )
-        self.fixed = FixedRun(task, model_fn, config)
+        self.fixed = FixedRun(task, specs, model_fn, config)
         self.trainer = Trainer(self.fixed)
         self.eval_every_steps = eval_every_steps
+        self._evaluate = tf.function(self.fixed.evaluate, jit_compile=jit_compile)
 
     def run(self, values: Mapping[str, float], steps: int, seed: int = 0) -> RunResult:
         """Train for ``steps`` steps from ``seed`` at ``values``, evaluating every
-        ``eval_every_steps`` steps."""
-        if not is_positive_int(steps) or steps % self.eval_every_steps:
-            raise ValueError(
-                f"steps={steps!r} must be a positive multiple of "
-                f"eval_every_steps={self.eval_every_steps}"
-            )
+        ``eval_every_steps`` steps and at the end."""
+        if not is_positive_int(steps):
+            raise ValueError(f"steps={steps!r} must be a positive integer")
         self.fixed.reset(seed, values)
         try:
             trajectory = self.trainer.run(max_cycles=steps)
         except DivergenceError as error:  # a cycle of a fixed run is one step
             raise DivergenceError(error.cycle, error.quantities, unit="step") from None
+        at, metrics = trajectory.eval_cycles, trajectory.metrics
+        if steps % self.eval_every_steps:  # the loop evaluates at whole intervals only
+            last = {k: float(v) for k, v in self._evaluate()[0].items()}
+            bad = {f"metric {k}": v for k, v in last.items() if not math.isfinite(v)}
+            if bad:
+                raise DivergenceError(steps, bad, unit="step")
+            at = np.append(at, steps)
+            metrics = {k: np.append(v, last[k]) for k, v in metrics.items()}
         names = self.fixed.hyperparameters.names
-        return RunResult(
-            {n: float(values[n]) for n in names},
-            trajectory.eval_cycles,
-            trajectory.metrics,
-            trajectory.seconds,
-        )
+        return RunResult({n: float(values[n]) for n in names}, at, metrics, trajectory.seconds)
+
+    def run_trials(
+        self, points: Sequence[Mapping[str, float]], steps: int, seed: int
+    ) -> Iterator[RunResult]:
+        """One run per point, one after another (see :class:`Trials`)."""
+        return (self.run(point, steps, seed) for point in points)
+
+
+class Trials(Protocol):
+    """Runs trials: a :class:`FixedTrainer` in this process, or a pool of worker processes
+    (:class:`stn.experiments.real_data.TrialPool`). A trial's result follows from its point,
+    steps and seed alone, so it does not depend on which runs it."""
+
+    def run_trials(
+        self, points: Sequence[Mapping[str, float]], steps: int, seed: int
+    ) -> Iterator[RunResult]:
+        """The runs of ``points``, in their order, yielded as they finish."""
+        ...
 
 
 @dataclass
@@ -273,7 +317,7 @@ def random_points(
 
 
 def search(
-    trainer: FixedTrainer,
+    trials: Trials,
     points: Sequence[Mapping[str, float]],
     steps: int,
     seed: int = 0,
@@ -282,9 +326,11 @@ def search(
 ) -> SearchResult:
     """Train one model per point (same seed for all: common initialisation and noise)."""
     runs = []
-    with progress_bar(points, progress, desc=method, unit="trial") as bar:
-        for point in bar:
-            runs.append(trainer.run(point, steps, seed))
+    bar = progress_bar(trials.run_trials(points, steps, seed), progress, total=len(points))
+    with bar:
+        bar.set_description(method)
+        for run in bar:
+            runs.append(run)
             best = min(run.best()["valid_loss"] for run in runs)
             bar.set_postfix(best_valid_loss=f"{best:.4g}")
     return SearchResult(method, runs)
@@ -314,7 +360,7 @@ def open_study(study_name: str, storage: str | None, seed: int, n_trials: int) -
 
 
 def tpe_search(
-    trainer: FixedTrainer,
+    trials: Trials,
     specs: Sequence[HyperparameterSpec],
     n_trials: int,
     steps: int,
@@ -322,26 +368,35 @@ def tpe_search(
     storage: str | None = DEFAULT_STORAGE,
     study_name: str = "stn_tpe",
     progress: bool = False,
+    batch: int = 1,
 ) -> SearchResult:
     """Optuna's TPE sampler over the bounded hyperparameters, minimising the early-stopped
-    validation loss. The study is stored at ``storage`` (any SQLAlchemy URL) and loaded if it
-    exists, so an interrupted study resumes: only the trials still missing run. Each trial's
-    curve is stored with it."""
+    validation loss, asking for ``batch`` trials at a time (ask and tell), which ``trials`` may
+    run side by side. ``batch`` is a setting of the search: the points TPE proposes depend on
+    it, not on how many workers run them.
+
+    The study is stored at ``storage`` (any SQLAlchemy URL) and loaded if it exists, so an
+    interrupted study resumes: only the trials still missing run. Each trial's curve is stored
+    with it."""
     _check_trials(n_trials)
+    if not is_positive_int(batch):
+        raise ValueError(f"batch={batch!r} must be a positive integer")
     study = open_study(study_name, storage, seed, n_trials)
     bounds = {s.name: _bounds(s) for s in specs}
 
-    def objective(trial: optuna.Trial) -> float:
-        values = {n: trial.suggest_float(n, lo, hi) for n, (lo, hi) in bounds.items()}
-        run = trainer.run(values, steps, seed)
-        trial.set_user_attr("run", run.to_dict())
-        return run.best()["valid_loss"]
+    def point(trial: optuna.Trial) -> dict[str, float]:
+        return {n: trial.suggest_float(n, lo, hi) for n, (lo, hi) in bounds.items()}
 
-    done = _completed(study)
-    if len(done) < n_trials:
-        study.optimize(
-            objective, n_trials=n_trials - len(done), show_progress_bar=progress_enabled(progress)
-        )
+    missing = n_trials - len(_completed(study))
+    with progress_bar(None, progress, total=max(missing, 0), desc="tpe", unit="trial") as bar:
+        while missing > 0:
+            asked = [study.ask() for _ in range(min(batch, missing))]
+            runs = trials.run_trials([point(t) for t in asked], steps, seed)
+            for trial, run in zip(asked, runs, strict=True):
+                trial.set_user_attr("run", run.to_dict())
+                study.tell(trial, run.best()["valid_loss"])
+                bar.update()
+            missing -= len(asked)
     runs = [RunResult.from_dict(t.user_attrs["run"]) for t in _completed(study)[:n_trials]]
     return SearchResult("tpe", runs)
 

@@ -45,7 +45,7 @@ from stn.method.hyperparameters import DTYPE, HyperparameterSpec, Transform, inv
 from stn.method.layers import HyperDense
 from stn.method.models import HyperModel, ToyHyperNet
 from stn.method.stn import STN, STNConfig
-from stn.tasks.toy import ToyTask
+from stn.tasks.toy import ToyTask, x_range_spec
 from stn.training.loop import Trainer
 from stn.training.progress import progress_bar
 from stn.training.record import Trajectory
@@ -903,6 +903,7 @@ def toy_ground_truth(
     )
     trainer = FixedTrainer(
         FixedRangeTask(experiment.task()),
+        [x_range_spec()],
         model_fn,
         learning_rate=experiment.weight_lr,
         eval_every_steps=steps,

@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -25,12 +25,15 @@ from scipy import stats
 from stn.experiments.baselines import (
     DEFAULT_STORAGE,
     FixedTrainer,
+    RunResult,
     SearchResult,
+    Trials,
     grid_points,
     random_points,
     search,
     tpe_search,
 )
+from stn.experiments.workers import WorkerPool
 from stn.method.hyperparameters import HyperparameterSpec
 from stn.method.models import HyperCNN, HyperMLP, HyperModel
 from stn.method.stn import STN, STNConfig
@@ -50,8 +53,9 @@ from stn.util.settings import Settings, setting
 MODELS = {"mlp": HyperMLP, "cnn": HyperCNN}
 SEARCHES = ("grid", "random", "tpe")
 #: References, not competitors: the plain model at STN's initial and at its best-checkpoint
-#: hyperparameters (does STN's *schedule* beat its own final values held fixed?).
-REFERENCES = ("fixed_initial", "fixed_stn")
+#: hyperparameters, and STN's own hypernetwork at those values held fixed (does STN's *schedule*
+#: beat its own values held fixed, with and without its extra hyper weights?).
+REFERENCES = ("fixed_initial", "fixed_stn", "fixed_stn_hyper")
 METRICS = ("valid_loss", "valid_accuracy", "test_loss", "test_accuracy")
 
 
@@ -154,6 +158,7 @@ class RealDataExperiment:
     trial_steps: int = 6000
     n_trials: int = 27
     eval_every_steps: int = 75
+    tpe_batch: int = 2
     storage: str | None = DEFAULT_STORAGE
 
     def __post_init__(self) -> None:
@@ -234,53 +239,60 @@ class RealDataExperiment:
         progress: bool = False,
         checkpoint_dir: str | os.PathLike | None = None,
         log_dir: str | os.PathLike | None = None,
+        pool: WorkerPool | None = None,
     ) -> Comparison:
         """STN, the three searches and the two references on one seed (data split included).
 
         ``checkpoint_dir`` and ``log_dir`` apply to the STN run (see ``Trainer.run``); the TPE study
-        resumes from its storage."""
+        resumes from its storage. The baselines' trials run in ``pool`` (this process if None)."""
         data = self.data(seed)
-        task, specs = self.problem(data)
+        _, specs = self.problem(data)
         trainer = self.stn_trainer(seed, data)
         trajectory = trainer.run(progress=progress, checkpoint_dir=checkpoint_dir, log_dir=log_dir)
         per_cycle = self.train_steps + self.valid_steps
         comparison = Comparison(seed, {}, trajectory, self.warmup_steps, per_cycle, asdict(self))
         comparison.results["stn"] = self._stn_result(comparison)
-        plain_model = functools.partial(self.model_fn, hyper=False, data=data)
-        fixed = FixedTrainer(task, plain_model, "adam", self.weight_lr, self.eval_every_steps)
-        comparison.results.update(self._searches(fixed, specs, seed, progress))
-        comparison.results.update(self._references(fixed, specs, comparison.results["stn"], seed))
+        trials = TrialPool(self, pool or WorkerPool())
+        comparison.results.update(self._searches(trials, specs, seed, progress))
+        comparison.results.update(self._references(trials, specs, comparison.results["stn"], seed))
         return comparison
 
+    def fixed_trainer(self, seed: int, hyper: bool = False) -> FixedTrainer:
+        """The trainer at fixed hyperparameters on ``seed``'s data: of the plain network, which
+        every search's trial uses, or (``hyper``) of STN's hypernetwork reading the fixed λ."""
+        data = self.data(seed)
+        task, specs = self.problem(data)
+        model_fn = functools.partial(self.model_fn, hyper=hyper, data=data)
+        return FixedTrainer(task, specs, model_fn, "adam", self.weight_lr, self.eval_every_steps)
+
     def _references(
-        self, trainer: FixedTrainer, specs: list[HyperparameterSpec], stn: MethodResult, seed: int
+        self, trials: TrialPool, specs: list[HyperparameterSpec], stn: MethodResult, seed: int
     ) -> dict[str, MethodResult]:
-        """The plain network trained for STN's steps at fixed values: the initial ones, and the
-        ones of STN's best evaluation."""
-        references = {
-            "fixed_initial": {s.name: s.initial for s in specs},
-            "fixed_stn": {s.name: stn.best[s.name] for s in specs},
-        }
+        """Trained for STN's steps at fixed values: the plain network at the initial values and
+        at those of STN's best evaluation, and STN's hypernetwork at the latter."""
+        initial = {s.name: s.initial for s in specs}
+        best = {s.name: stn.best[s.name] for s in specs}
+        plain = trials.run_trials([initial, best], self.stn_steps, seed)
+        hyper = trials.run_trials([best], self.stn_steps, seed, hyper=True)
+        runs = [*plain, *hyper]
         return {
-            method: MethodResult.from_search(
-                SearchResult(method, [trainer.run(values, self.stn_steps, seed)])
-            )
-            for method, values in references.items()
+            method: MethodResult.from_search(SearchResult(method, [run]))
+            for method, run in zip(REFERENCES, runs, strict=True)
         }
 
     def _searches(
-        self, trainer: FixedTrainer, specs: list[HyperparameterSpec], seed: int, progress: bool
+        self, trials: Trials, specs: list[HyperparameterSpec], seed: int, progress: bool
     ) -> dict[str, MethodResult]:
         """Grid, random and TPE search, each ``n_trials`` trials of ``trial_steps`` steps."""
         steps, n = self.trial_steps, self.n_trials
         study = f"{self.dataset}-{self.model}-seed{seed}-{self.fingerprint()}"
         runs = {
-            "grid": lambda: search(trainer, grid_points(specs, n), steps, seed, "grid", progress),
+            "grid": lambda: search(trials, grid_points(specs, n), steps, seed, "grid", progress),
             "random": lambda: search(
-                trainer, random_points(specs, n, seed), steps, seed, "random", progress
+                trials, random_points(specs, n, seed), steps, seed, "random", progress
             ),
             "tpe": lambda: tpe_search(
-                trainer, specs, n, steps, seed, self.storage, study, progress
+                trials, specs, n, steps, seed, self.storage, study, progress, self.tpe_batch
             ),
         }
         return {method: MethodResult.from_search(run()) for method, run in runs.items()}
@@ -299,6 +311,38 @@ class RealDataExperiment:
         return MethodResult("stn", best, total, t.seconds, steps, loss)
 
 
+class TrialPool:
+    """Runs an experiment's baseline trials (:class:`~stn.experiments.baselines.Trials`) in
+    ``pool``: in this process, or dealt to its workers, each of which builds a seed's trainer
+    once. A trial's numbers do not depend on which process runs it."""
+
+    def __init__(self, experiment: RealDataExperiment, pool: WorkerPool):
+        self.experiment, self.pool = experiment, pool
+
+    def run_trials(
+        self, points: Sequence[Mapping[str, float]], steps: int, seed: int, hyper: bool = False
+    ) -> Iterator[RunResult]:
+        """The trials of the plain network, or (``hyper``) of STN's hypernetwork."""
+        arguments = [(self.experiment, seed, dict(point), steps, hyper) for point in points]
+        return self.pool.imap(run_trial, arguments)
+
+
+_TRAINERS: dict[tuple[str, int, bool], FixedTrainer] = {}  # this process's, by experiment
+
+
+def run_trial(
+    experiment: RealDataExperiment, seed: int, point: dict[str, float], steps: int, hyper: bool
+) -> RunResult:
+    """One trial at fixed values, on this process's trainer for ``experiment``, ``seed`` and
+    ``hyper`` (built on first use, then reused: it re-initialises itself for every trial)."""
+    key = (experiment.fingerprint(), seed, hyper)
+    if key not in _TRAINERS:
+        for old in [k for k in _TRAINERS if k[:2] != key[:2]]:  # another seed's: done with
+            del _TRAINERS[old]
+        _TRAINERS[key] = experiment.fixed_trainer(seed, hyper)
+    return _TRAINERS[key].run(point, steps, seed)
+
+
 @dataclass(frozen=True)
 class RealDataSettings(Settings):
     """The real-data notebook's settings: the comparison on each seed, and where it writes."""
@@ -311,6 +355,8 @@ class RealDataSettings(Settings):
     trial_steps: int = setting(ge=1)
     n_trials: int = setting(ge=1)
     eval_every_steps: int = setting(ge=1)  # training steps; a multiple of 3 (one STN cycle)
+    tpe_batch: int = setting(ge=1)  # trials TPE asks for at a time; its points depend on it
+    workers: int = setting(ge=1)  # processes for the baselines' trials; no number depends on it
     storage: str = setting()
     output_dir: str = setting()
     checkpoint_dir: str | None = setting()
@@ -445,9 +491,11 @@ def verdict(comparisons: Sequence[Comparison]) -> str:
             + ".",
             f"* **Test loss at the best-validation checkpoint:** STN minus best search: mean "
             f"{test['mean']:+.4f} ({interval(test)}).",
-            f"* **Schedule against its own final values held fixed** (plain network): STN's "
-            f"mean best validation loss {rows['stn']['valid_loss']:.4f}, `fixed_stn` "
-            f"{rows['fixed_stn']['valid_loss']:.4f}, `fixed_initial` "
+            f"* **Schedule against its own values held fixed:** STN's mean best validation loss "
+            f"{rows['stn']['valid_loss']:.4f}; its values held fixed in the plain network "
+            f"(`fixed_stn`) {rows['fixed_stn']['valid_loss']:.4f} and in its own hypernetwork "
+            f"(`fixed_stn_hyper`) {rows['fixed_stn_hyper']['valid_loss']:.4f}; the plain "
+            f"network at the initial values (`fixed_initial`) "
             f"{rows['fixed_initial']['valid_loss']:.4f}.",
         ]
     )
@@ -496,8 +544,10 @@ def run_seeds(
     progress: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
     log_dir: str | os.PathLike | None = None,
+    workers: int = 1,
 ) -> list[Comparison]:
-    """The whole comparison once per seed (data split, initialisation and noise all follow it).
+    """The whole comparison once per seed (data split, initialisation and noise all follow it),
+    the baselines' trials dealt to ``workers`` processes (no number depends on how many).
 
     With ``checkpoint_dir`` (or ``log_dir``), seed s's STN run uses the subfolder
     ``<fingerprint>-seed_<s>``, so runs of other settings never share one."""
@@ -507,10 +557,11 @@ def run_seeds(
     def sub(root: str | os.PathLike | None, seed: int) -> Path | None:
         return None if root is None else Path(root) / f"{experiment.fingerprint()}-seed_{seed}"
 
-    return [
-        experiment.run(seed, progress, sub(checkpoint_dir, seed), sub(log_dir, seed))
-        for seed in seeds
-    ]
+    with WorkerPool(workers) as pool:
+        return [
+            experiment.run(seed, progress, sub(checkpoint_dir, seed), sub(log_dir, seed), pool)
+            for seed in seeds
+        ]
 
 
 def write_results(

@@ -1,15 +1,17 @@
 """Independent runs spread over worker processes.
 
 :func:`map_runs` calls one function on many argument tuples, in this process or in ``workers``
-spawned processes, and returns the results in the order of the tuples. A run's numbers follow
-from its arguments (its seed) alone, so they do not depend on how many workers run. Workers are
-spawned, not forked: forking a process that has loaded TensorFlow can hang.
+spawned processes, and returns the results in the order of the tuples. :class:`WorkerPool` keeps
+its processes for many such calls, so each pays its start (importing TensorFlow, compiling) once.
+A run's numbers follow from its arguments (its seed) alone, so they do not depend on how many
+workers run. Workers are spawned, not forked: forking a process that has loaded TensorFlow can
+hang.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
@@ -24,16 +26,41 @@ def check_workers(workers: object) -> None:
         raise ValueError(f"workers={workers!r} is not allowed; it must be an integer >= 1")
 
 
-def map_runs(run: Callable[..., R], arguments: Sequence[tuple], workers: int = 1) -> list[R]:
-    """``[run(*a) for a in arguments]``, over ``workers`` processes when more than one.
+class WorkerPool:
+    """Calls run in this process (``workers=1``) or in ``workers`` spawned processes that live
+    as long as the pool (a context manager)."""
 
-    ``run`` must be a module-level function and its arguments and result picklable."""
+    def __init__(self, workers: int = 1):
+        check_workers(workers)
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> WorkerPool:
+        if self.workers > 1:
+            spawn = multiprocessing.get_context("spawn")
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=spawn)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(cancel_futures=True)
+            self._executor = None
+
+    def imap(self, run: Callable[..., R], arguments: Sequence[tuple]) -> Iterator[R]:
+        """``run(*a)`` for each ``a``, yielded in the order of ``arguments`` as they finish.
+
+        ``run`` must be a module-level function and its arguments and result picklable."""
+        if self._executor is None or len(arguments) <= 1:
+            return (run(*a) for a in arguments)
+        return self._executor.map(run, *zip(*arguments, strict=True))
+
+
+def map_runs(run: Callable[..., R], arguments: Sequence[tuple], workers: int = 1) -> list[R]:
+    """``[run(*a) for a in arguments]``, over ``workers`` processes when more than one (see
+    :meth:`WorkerPool.imap`)."""
     check_workers(workers)
-    if workers == 1 or len(arguments) <= 1:
-        return [run(*a) for a in arguments]
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(arguments)), mp_context=spawn) as pool:
-        return list(pool.map(run, *zip(*arguments, strict=True)))
+    with WorkerPool(min(workers, max(1, len(arguments)))) as pool:
+        return list(pool.imap(run, arguments))
 
 
 def split(items: Sequence, parts: int) -> list[list]:
