@@ -29,6 +29,13 @@ def test_split_deals_round_robin():
     assert split([7], 4) == [[7]]
 
 
+def test_split_deals_whole_groups():
+    assert split(list(range(7)), 2, group=3) == [[0, 1, 2, 6], [3, 4, 5]]
+    assert split(list(range(4)), 3, group=2) == [[0, 1], [2, 3]]
+    with pytest.raises(ValueError, match="group=0 must be a positive integer"):
+        split([1], 2, group=0)
+
+
 def assert_same_study(one, other):
     (rows_a, runs_a), (rows_b, runs_b) = one, other
     assert rows_a == rows_b
@@ -57,7 +64,7 @@ class TwoVariants(robustness.RobustnessSettings):
 def test_the_robustness_study_gives_the_same_numbers_in_two_workers():
     settings = dict(
         n_seeds=3, first_seed=10, max_cycles=60, target=None, min_default_rate=0.5,
-        min_group=1, output_dir="unused", checkpoint_dir=None,
+        min_group=1, output_dir="unused", checkpoint_dir=None, population=1,
     )  # fmt: skip
     alone = robustness.run(TwoVariants(workers=1, **settings), progress=False)
     both = robustness.run(TwoVariants(workers=2, **settings), progress=False)
@@ -67,3 +74,26 @@ def test_the_robustness_study_gives_the_same_numbers_in_two_workers():
     record = robustness.record(TwoVariants(workers=2, **settings), both)
     assert record["seeds"] == [10, 11, 12]
     assert record["variants"]["default"]["runs"] == 3
+
+
+def test_a_study_in_populations_is_its_single_runs_and_ignores_the_workers():
+    """Seeds in populations of 2 (the last one alone): within 200 cycles each row matches its
+    single run (to rounding, diagnostics included), and dealing the populations to two workers
+    changes no number."""
+    experiment = toy.variant("default", **SMALL)
+    seeds = [5, 3, 8]
+    single = toy.study(experiment, seeds, diagnose=True, progress=False)
+    grouped = toy.study(experiment, seeds, diagnose=True, progress=False, population=2)
+    for a, b in zip(single[0], grouped[0], strict=True):
+        assert a.keys() == b.keys() and a["outcome"] == b["outcome"]
+        for key, value in a.items():
+            if isinstance(value, float):
+                assert abs(value - b[key]) <= 1e-9 * max(1.0, abs(value)), key
+            else:
+                assert value == b[key], key
+    for a, b in zip(single[1], grouped[1], strict=True):
+        np.testing.assert_allclose(a.values, b.values, rtol=1e-9)
+    spread = toy.study(experiment, seeds, diagnose=True, workers=2, population=2)
+    assert_same_study(grouped, spread)
+    with pytest.raises(ValueError, match="population=0 must be a positive integer"):
+        toy.study(experiment, seeds, progress=False, population=0)

@@ -30,6 +30,7 @@ class RobustnessSettings(Settings):
     min_default_rate: float = setting(ge=0, le=1)
     min_group: int = setting(ge=1)
     workers: int = setting(ge=1)  # processes the runs are dealt to; no number depends on it
+    population: int = setting(ge=1)  # seeds per compiled population; the numbers depend on it
     output_dir: str = setting()
     checkpoint_dir: str | None = setting()
 
@@ -50,12 +51,15 @@ def run(settings: RobustnessSettings, progress: bool = True) -> Study:
     """Every experiment of ``settings`` on its seeds, diagnosed: rows and trajectories by name.
 
     With ``settings.checkpoint_dir`` each variant checkpoints into a folder of its own, so a
-    rerun skips the finished runs. With ``settings.workers`` > 1 each variant's seeds are dealt
-    to that many processes (:mod:`stn.experiments.workers`); every number stays the same."""
+    rerun skips the finished runs. Each variant's seeds run in populations of
+    ``settings.population`` (see :func:`stn.experiments.toy.study`), and with
+    ``settings.workers`` > 1 those are dealt to that many processes
+    (:mod:`stn.experiments.workers`); no number depends on the workers."""
     experiments, seeds, workers = settings.experiments(), settings.seeds, settings.workers
-    parts = split(seeds, workers)
+    parts = split(seeds, workers, group=settings.population)
+    show = progress and len(parts) == 1
     args = [
-        (experiment, part, True, progress and workers == 1, _checkpoints(settings, name))
+        (experiment, part, True, show, _checkpoints(settings, name), 1, settings.population)
         for name, experiment in experiments.items()
         for part in parts
     ]

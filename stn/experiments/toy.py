@@ -15,11 +15,12 @@ import ast
 import functools
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 from stn.experiments import diagnostics
 from stn.experiments.workers import map_runs, split
@@ -29,6 +30,7 @@ from stn.tasks.toy import ToyTask, x_range_spec
 from stn.training.loop import Trainer
 from stn.training.progress import progress_bar
 from stn.training.record import DivergenceError, Trajectory
+from stn.util.checks import is_positive_int
 from stn.util.io import exit_on_sigterm
 from stn.util.settings import Settings, setting
 
@@ -200,35 +202,82 @@ def study(
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
     workers: int = 1,
+    population: int = 1,
 ) -> tuple[list[dict[str, object]], list[Trajectory]]:
     """Run ``experiment`` once per seed, compiling once and resetting the variables in place.
 
     Returns one row per seed (final x_range and distance, outcome, and with ``diagnose`` the
     measurements of :mod:`stn.experiments.diagnostics` at the start and the end) and the
-    trajectories. With ``checkpoint_dir``, each seed checkpoints into
-    ``<checkpoint_dir>/seed_<seed>``, so an interrupted study reruns only the unfinished seeds.
-    With ``workers`` > 1 the seeds are dealt to that many processes (see
-    :mod:`stn.experiments.workers`); every number stays the same.
+    trajectories. With ``checkpoint_dir``, each run checkpoints into a folder named by its
+    seeds, so an interrupted study reruns only the unfinished ones.
+
+    With ``population`` > 1, consecutive seeds run as populations of that many members, one
+    compiled program each (:mod:`stn.method.population`). A member is its seed's single run to
+    rounding, which the toy's chaotic dynamics amplify after a few hundred cycles, so
+    ``population`` is a setting of the study: its numbers depend on it. With ``workers`` > 1
+    the populations (or seeds) are dealt to that many processes (see
+    :mod:`stn.experiments.workers`); no number depends on ``workers``.
     """
     seeds = list(seeds)
-    if workers > 1 and len(seeds) > 1:
-        parts = split(seeds, workers)
-        args = [(experiment, part, diagnose, False, checkpoint_dir) for part in parts]
+    if workers > 1 and len(seeds) > population:
+        parts = split(seeds, workers, group=population)
+        args = [
+            (experiment, part, diagnose, False, checkpoint_dir, 1, population) for part in parts
+        ]
         return merge_studies(seeds, map_runs(study, args, workers))
-    trainer = experiment.build()
     rows, runs = [], []
-    bar = progress_bar(seeds, progress, desc="seeds", unit="seed")
-    for seed in bar:
-        trainer.reset(seed)
-        start = diagnostics.diagnose_start(trainer) if diagnose else {}
-        directory = None if checkpoint_dir is None else Path(checkpoint_dir) / f"seed_{seed}"
-        trajectory = trainer.run(checkpoint_dir=directory)
-        row = {"seed": seed, **start, **diagnostics.diagnose_end(trainer, trajectory)}
-        row["success"] = row["outcome"] == "success"
-        rows.append(row)
-        runs.append(trajectory)
-        bar.set_postfix(success=f"{sum(r['success'] for r in rows)}/{len(rows)}")
+    with progress_bar(None, progress, total=len(seeds), desc="seeds", unit="seed") as bar:
+        for row, trajectory in _seed_runs(experiment, seeds, diagnose, checkpoint_dir, population):
+            row["success"] = row["outcome"] == "success"
+            rows.append(row)
+            runs.append(trajectory)
+            bar.update()
+            bar.set_postfix(success=f"{sum(r['success'] for r in rows)}/{len(rows)}")
     return rows, runs
+
+
+def _seed_runs(
+    experiment: ToyExperiment,
+    seeds: list[int],
+    diagnose: bool,
+    checkpoint_dir: str | os.PathLike | None,
+    population: int,
+) -> Iterator[tuple[dict[str, object], Trajectory]]:
+    """Each seed's row and trajectory, run alone or in populations of ``population`` members.
+    The diagnostics read one run's state: a member's is loaded into a single run's variables."""
+    if not is_positive_int(population):
+        raise ValueError(f"population={population!r} must be a positive integer")
+    single, members = experiment.build(), None
+    for i in range(0, len(seeds), population):
+        group = seeds[i : i + population]
+        starts = {}
+        for seed in group if diagnose else ():
+            single.reset(seed)
+            starts[seed] = diagnostics.diagnose_start(single)
+        name = "seed_" + "_".join(map(str, group))
+        directory = None if checkpoint_dir is None else Path(checkpoint_dir) / name
+        if len(group) == 1:
+            single.reset(group[0])
+            trajectories = [single.run(checkpoint_dir=directory)]
+        else:
+            if members is None or members.stn.population != len(group):
+                members = experiment.build(tuple(group))
+            members.reset(tuple(group))
+            trajectories = members.run(checkpoint_dir=directory)
+        for j, (seed, trajectory) in enumerate(zip(group, trajectories, strict=True)):
+            if len(group) > 1:
+                load_member(members.stn, j, single.stn)
+            end = diagnostics.diagnose_end(single, trajectory)
+            yield {"seed": seed, **starts.get(seed, {}), **end}, trajectory
+
+
+def load_member(population: STN, j: int, single: STN) -> None:
+    """Load member ``j``'s weights, λ and perturbation scale into the single run ``single``."""
+    hp, one = population.hyperparameters, single.hyperparameters
+    pairs = [*zip(population.model.weights, single.model.weights, strict=True)]
+    pairs += [(hp.unconstrained, one.unconstrained), (hp.scale, one.scale)]
+    for member, var in pairs:
+        var.assign(tf.reshape(member[j], var.shape))
 
 
 def merge_studies(

@@ -63,8 +63,12 @@ def map_runs(run: Callable[..., R], arguments: Sequence[tuple], workers: int = 1
         return list(pool.imap(run, arguments))
 
 
-def split(items: Sequence, parts: int) -> list[list]:
+def split(items: Sequence, parts: int, group: int = 1) -> list[list]:
     """``items`` dealt into at most ``parts`` non-empty lists, round robin (balanced costs
-    when costs vary smoothly along ``items``)."""
+    when costs vary smoothly along ``items``), in whole groups of ``group`` consecutive items
+    (the last may be short): a list is its groups joined, so it cuts into the same groups."""
     check_workers(parts)
-    return [list(items[i::parts]) for i in range(min(parts, len(items)))]
+    if not is_positive_int(group):
+        raise ValueError(f"group={group!r} must be a positive integer")
+    groups = [list(items[i : i + group]) for i in range(0, len(items), group)]
+    return [sum(groups[i::parts], []) for i in range(min(parts, len(groups)))]
