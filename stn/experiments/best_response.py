@@ -43,15 +43,13 @@ from stn.experiments.baselines import FixedTrainer
 from stn.experiments.toy import VARIANTS, Hypertraining, ToyExperiment
 from stn.method.hyperparameters import DTYPE, HyperparameterSpec, Transform, inverse_softplus
 from stn.method.layers import HyperDense
-from stn.method.models import HyperModel, ToyHyperNet
+from stn.method.models import Batch, HyperModel, ToyHyperNet
 from stn.method.stn import STN, STNConfig
 from stn.tasks.toy import ToyTask, x_range_spec
 from stn.training.loop import Trainer
 from stn.training.progress import progress_bar
 from stn.training.record import Trajectory
 from stn.util.settings import Settings, setting
-
-Batch = tuple[tf.Tensor, ...]
 
 # -- the hyperparameter's space -----------------------------------------------------------------
 

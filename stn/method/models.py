@@ -9,6 +9,9 @@ import tensorflow as tf
 from stn.method.layers import Conv2D, Dense, HyperConv2D, HyperDense, per_example_dropout
 from stn.util.checks import check_choice, is_positive_int
 
+#: a batch of data: inputs, and targets where the task has them
+Batch = tuple[tf.Tensor, ...]
+
 ACTIVATIONS = {"relu": tf.nn.relu, "leaky_relu": tf.nn.leaky_relu, "tanh": tf.math.tanh}
 
 

@@ -17,14 +17,16 @@ from typing import Protocol
 import tensorflow as tf
 
 from stn.method.hyperparameters import DTYPE, Hyperparameters, HyperparameterSpec
-from stn.method.models import HyperModel
+from stn.method.models import Batch, HyperModel
 from stn.method.optimizers import OPTIMIZERS, FusedOptimizer, make_optimizer
 from stn.method.population import MemberMask, PopulationGenerator, check_like, population_size
 from stn.method.variants import HYPERNET_INPUTS, WEIGHT_STEPS
 from stn.util.checks import check_choice, is_count, is_positive_int
 
-Batch = tuple[tf.Tensor, ...]
 OptimizerInit = list[tuple[tf.Variable, object]]
+TrainLoss = Callable[
+    [HyperModel, Batch, tf.Tensor | None, tf.Tensor, tf.random.Generator], tf.Tensor
+]
 
 
 class Task(Protocol):
@@ -41,17 +43,10 @@ class Task(Protocol):
 
     def valid_batch(self, generator: tf.random.Generator) -> Batch: ...
 
-    def train_loss(
-        self,
-        model: HyperModel,
-        batch: Batch,
-        hnet_input: tf.Tensor,
-        values: tf.Tensor,
-        generator: tf.random.Generator,
-    ) -> tf.Tensor:
-        """Training loss f with the constrained hyperparameter ``values`` [batch, H] applied
-        (augmentation, dropout, data generation) and the network reading ``hnet_input``."""
-        ...
+    #: training loss f(model, batch, hnet_input, values, generator), with the constrained
+    #: hyperparameter ``values`` [batch, H] applied (augmentation, dropout, data generation) and
+    #: the network reading ``hnet_input`` (None for a plain network)
+    train_loss: TrainLoss
 
     def valid_loss(self, model: HyperModel, batch: Batch, hnet_input: tf.Tensor) -> tf.Tensor:
         """Validation loss F: no regularisation, λ reaches it only through the network."""

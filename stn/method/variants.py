@@ -24,12 +24,11 @@ from typing import Protocol
 import tensorflow as tf
 
 from stn.method.hyperparameters import Hyperparameters
-from stn.method.models import HyperModel
+from stn.method.models import Batch, HyperModel
 from stn.method.optimizers import FusedOptimizer
 from stn.method.population import MemberMask
 
 OptimizerFactory = Callable[[], FusedOptimizer]
-Batch = tuple[tf.Tensor, ...]
 
 
 class STN(Protocol):

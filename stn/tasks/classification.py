@@ -12,13 +12,10 @@ import tensorflow as tf
 
 from stn.method.hyperparameters import DTYPE, Exponential, HyperparameterSpec
 from stn.method.layers import per_example_dropout
-from stn.method.models import HyperModel
+from stn.method.models import Batch, HyperModel
 from stn.method.population import draw_shape
 from stn.tasks.metrics import accuracy
 from stn.util.checks import check_choice, is_positive_int
-
-Batch = tuple[tf.Tensor, ...]
-
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 AUGMENTATIONS = ("input_dropout", "input_noise")

@@ -7,11 +7,9 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from stn.method.hyperparameters import DTYPE, HyperparameterSpec
-from stn.method.models import HyperModel
+from stn.method.models import Batch, HyperModel
 from stn.tasks.metrics import sup_distance
 from stn.util.checks import is_positive_int
-
-Batch = tuple[tf.Tensor, ...]
 
 
 def x_range_spec(initial: float = 0.5, scale: float = 0.5) -> HyperparameterSpec:
