@@ -18,7 +18,7 @@ EXECUTED := notebooks/executed
 # (uv pip compile, for CPython $(LOCK_PYTHON) on Linux x86_64). `make install` installs exactly it.
 LOCK := requirements.lock
 LOCK_PYTHON := 3.11
-EXTRAS := experiments,notebook,dev
+EXTRAS := experiments,notebook,bench,dev
 BOOT_PYTHON ?= $(shell command -v python$(LOCK_PYTHON) || command -v python3)
 
 $(STAMP): $(LOCK) pyproject.toml
@@ -64,7 +64,8 @@ benchmark_parameters := -p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p s
 	-p batch_sizes "[100, 1000, 10000]" -p widths "[4, 64, 256]" -p memory_cycles 10000 \
 	-p min_speedup 500.0 -p max_us_per_cycle 1500.0 -p max_full_run_seconds 60.0 \
 	-p max_added_mib 512.0 -p population_sizes "[1, 4, 16, 64]" -p population_cycles 1000 \
-	-p mlp_population_sizes "[1, 4, 16]" -p mlp_population_cycles 250 -p population_workers 2
+	-p mlp_population_sizes "[1, 4, 16]" -p mlp_population_cycles 250 -p population_workers 2 \
+	-p single_run_variants '["default", "per-layer scale"]'
 robustness_parameters := -p n_seeds 30 -p min_default_rate 0.9 -p workers 2
 real_data_parameters := -p seeds "[0, 1, 2]" -p warmup_steps 600 -p stn_cycles 1800 \
 	-p trial_steps 6000 -p n_trials 27 -p eval_every_steps 75 -p tpe_batch 2 -p workers 2

@@ -31,6 +31,7 @@ BLOCKED = (
     "jupyterlab",
     "tensorboard",
     "ray",
+    "jax",
 )
 
 #: Run in a fresh interpreter: a meta-path finder refuses the blocked packages before any import.
@@ -113,7 +114,16 @@ def test_every_package_the_library_imports_is_declared():
     for extra in PYPROJECT["project"]["optional-dependencies"].values():
         declared |= {requirement_name(r) for r in extra}
     imported = {"sklearn": "scikit-learn", "PIL": "pillow"}
-    for name in ("scipy", "optuna", "tqdm", "matplotlib", "papermill", "nbformat", "nbconvert"):
+    for name in (
+        "scipy",
+        "optuna",
+        "tqdm",
+        "matplotlib",
+        "papermill",
+        "nbformat",
+        "nbconvert",
+        "jax",
+    ):
         imported[name] = name
     sources = "\n".join(p.read_text() for p in (ROOT / "stn").rglob("*.py"))
     for module, distribution in imported.items():

@@ -37,3 +37,22 @@ def test_design_doc_loop_reruns_in_one_process_with_the_same_numbers():
     for _ in range(3):
         np.testing.assert_array_equal(_trajectory(3), first)
         gc.collect()
+
+
+def test_the_jax_row_is_skipped_with_a_note_without_jax(monkeypatch):
+    from stn.experiments import benchmark
+
+    jax_row = list(benchmark.SINGLE_RUNS)[-1]
+    monkeypatch.setattr(benchmark, "SINGLE_RUNS", {jax_row: benchmark.SINGLE_RUNS[jax_row]})
+    monkeypatch.setattr(benchmark.importlib.util, "find_spec", lambda name: None)
+    rows = benchmark.single_runs("per-layer scale", 1000, 1)
+    assert rows == {jax_row: {"skipped": "JAX is not installed: pip install -e '.[bench]'"}}
+
+
+def test_the_single_run_subprocess_reports_its_costs():
+    """What one row of the single-run comparison measures, in a fresh process."""
+    from stn.experiments import benchmark
+
+    row = benchmark._single_run("tf", "per-layer scale", 200, 1)
+    assert row["cycles"] == 200 and len(row["us_per_cycle_samples"]) == 1
+    assert 0 < row["compile_seconds"] < row["first_run_seconds"]

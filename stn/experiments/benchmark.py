@@ -10,7 +10,9 @@ the same runs dealt to worker processes.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -20,9 +22,10 @@ import numpy as np
 
 from stn.experiments.real_data import RealDataExperiment
 from stn.experiments.reference import design_doc_loop
-from stn.experiments.toy import ToyExperiment
+from stn.experiments.toy import VARIANTS, ToyExperiment
 from stn.experiments.workers import map_runs, split
 from stn.training.loop import Trainer
+from stn.util import xla
 from stn.util.settings import Settings, setting
 
 
@@ -66,9 +69,15 @@ class BenchmarkSettings(Settings):
     mlp_population_sizes: list[int] = setting(min_length=1, items={"ge": 1})
     mlp_population_cycles: int = setting(ge=25)  # a multiple of the evaluation interval, 25
     population_workers: int = setting(ge=1)
+    single_run_variants: list[str] = setting(min_length=1)
     output_dir: str = setting()
 
     def check_together(self) -> None:
+        for name in self.single_run_variants:
+            if name not in VARIANTS:
+                raise ValueError(
+                    f"single_run_variants contains {name!r}; allowed: {', '.join(VARIANTS)}"
+                )
         for name in ("population_sizes", "mlp_population_sizes"):
             if getattr(self, name)[0] != 1:
                 raise ValueError(
@@ -288,6 +297,72 @@ def full_run_memory(cycles: int = 10000) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+#: The single-run comparison's rows: the implementation, and whether XLA compiles each loop body
+#: as one function (:data:`stn.util.xla.ONE_FUNCTION_LOOPS`).
+SINGLE_RUNS = {
+    "TensorFlow, K=1000 XLA": ("tf", False),
+    "TensorFlow, K=1000 XLA, one-function loop": ("tf", True),
+    "JAX, K=1000, one-function loop": ("jax", True),
+}
+
+
+def single_runs(variant_name: str, cycles: int, repeats: int) -> dict[str, dict[str, object]]:
+    """One run of ``cycles`` cycles of the toy variant, each way of :data:`SINGLE_RUNS`, each in
+    a fresh process: its first run end to end (building and compiling included, the imports
+    not), its compile time, and its median µs per cycle over ``repeats`` runs from other seeds.
+    The JAX row (:mod:`stn.experiments.jax_toy`) is skipped, with a note, without JAX. Ratios
+    are against the JAX row."""
+    rows: dict[str, dict[str, object]] = {}
+    for name, (impl, one_function) in SINGLE_RUNS.items():
+        if impl == "jax" and importlib.util.find_spec("jax") is None:
+            rows[name] = {"skipped": "JAX is not installed: pip install -e '.[bench]'"}
+            continue
+        env = {**os.environ, "XLA_FLAGS": xla.flags(os.environ.get("XLA_FLAGS", ""), one_function)}
+        command = [sys.executable, "-m", "stn.experiments.benchmark", "single-run", impl]
+        out = subprocess.run(
+            [*command, variant_name, str(cycles), str(repeats)],
+            capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        if out.returncode:
+            error = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"the {name!r} run of variant {variant_name!r} failed: {error}")
+        rows[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    reference = rows[list(SINGLE_RUNS)[-1]]
+    for row in rows.values():
+        if "skipped" not in row and "skipped" not in reference:
+            row["cost_vs_jax"] = row["us_per_cycle"] / reference["us_per_cycle"]
+            row["end_to_end_vs_jax"] = row["first_run_seconds"] / reference["first_run_seconds"]
+    return rows
+
+
+def _single_run(impl: str, variant_name: str, cycles: int, repeats: int) -> dict[str, object]:
+    from stn.experiments.toy import variant
+
+    exp = _fixed_length(variant(variant_name), cycles)
+    if impl == "jax":
+        from stn.experiments import jax_toy
+
+        return jax_toy.time_run(exp, cycles, repeats)
+    exp = dataclasses.replace(exp, chunk_cycles=1000, snapshot_every=200)
+    start = time.perf_counter()
+    trainer = exp.build()
+    first = trainer.run()
+    first_seconds = time.perf_counter() - start
+    samples = []
+    for r in range(1, repeats + 1):
+        trainer.reset(exp.seed + r)
+        start = time.perf_counter()
+        trajectory = trainer.run()
+        samples.append((time.perf_counter() - start) / trajectory.cycles * 1e6)
+    return {
+        "us_per_cycle": float(np.median(samples)),
+        "us_per_cycle_samples": samples,
+        "compile_seconds": float(first.extra["compile_seconds"]),
+        "first_run_seconds": first_seconds,
+        "cycles": first.cycles,
+    }
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process in MiB: VmHWM, which (unlike ru_maxrss, inherited
     across fork and exec on Linux) counts this program only."""
@@ -327,5 +402,11 @@ def _full_run(cycles: int) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "full-run":
         _full_run(int(sys.argv[2]))
+    elif len(sys.argv) == 6 and sys.argv[1] == "single-run" and sys.argv[2] in ("tf", "jax"):
+        impl, name, cycles, repeats = sys.argv[2], sys.argv[3], *map(int, sys.argv[4:])
+        print(json.dumps(_single_run(impl, name, cycles, repeats)))
     else:
-        sys.exit("usage: python -m stn.experiments.benchmark full-run CYCLES")
+        sys.exit(
+            "usage: python -m stn.experiments.benchmark full-run CYCLES\n"
+            "       python -m stn.experiments.benchmark single-run tf|jax VARIANT CYCLES REPEATS"
+        )

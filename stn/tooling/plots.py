@@ -131,11 +131,13 @@ def function_animation(
 def speed_plot(
     results: dict[str, dict[str, float]],
     population: dict[str, list[dict[str, float]]] | None = None,
+    single: dict[str, dict[str, float]] | None = None,
 ) -> plt.Figure:
     """µs per cycle of each mode (log scale), each bar labelled with its speed-up over the
     design document's eager loop; with ``population`` (per workload, the rows of
     :func:`stn.experiments.benchmark.population_benchmark`), a second panel of the cost per
-    member-cycle against the population size."""
+    member-cycle against the population size, with the toy's single runs of ``single``
+    (:func:`stn.experiments.benchmark.single_runs`: TensorFlow and JAX) as horizontal lines."""
     names = list(results)
     fig, axes = plt.subplots(
         1, 2 if population else 1, figsize=(13 if population else 7, 0.45 * len(names) + 1.6)
@@ -156,7 +158,7 @@ def speed_plot(
     ax.set_xlabel("µs per cycle (median; 2 weight + 2 hyper steps + evaluation)")
     ax.set_title("Cost per STN cycle on the toy problem, one run, this machine")
     if population:
-        _population_panel(axes[1], population)
+        _population_panel(axes[1], population, single or {})
     fig.tight_layout()
     return fig
 
@@ -167,9 +169,14 @@ def _processes(workers: int) -> str:
     return f"in {workers} processes (start and compile included)"
 
 
-def _population_panel(ax: plt.Axes, population: dict[str, list[dict[str, float]]]) -> None:
+def _population_panel(
+    ax: plt.Axes,
+    population: dict[str, list[dict[str, float]]],
+    single: dict[str, dict[str, float]],
+) -> None:
     """Cost per member-cycle against P, per workload: a population (steady; dashed, its first
-    run with the compile) beside the same runs as single runs in worker processes (squares)."""
+    run with the compile) beside the same runs as single runs in worker processes (squares),
+    and the toy's one-run costs in TensorFlow and JAX (horizontal lines, steady)."""
     sizes = sorted({r["members"] for rows in population.values() for r in rows})
     for (name, rows), color in zip(population.items(), ("tab:blue", "tab:green"), strict=False):
         lines = (
@@ -182,6 +189,10 @@ def _population_panel(ax: plt.Axes, population: dict[str, list[dict[str, float]]
         for key, style, alpha, label in lines:
             values = [r[key] for r in rows]
             ax.plot(members, values, style, color=color, alpha=alpha, label=f"{name}: {label}")
+    colors = ("tab:purple", "tab:orange", "black")
+    for (name, row), color in zip(single.items(), colors, strict=False):
+        if "us_per_cycle" in row:  # not a skipped row
+            ax.axhline(row["us_per_cycle"], color=color, lw=1, label=f"toy, one run: {name}")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(m) for m in sizes])
     ax.minorticks_off()

@@ -112,6 +112,27 @@ def population_table(results: Results) -> str:
     return "\n".join(lines)
 
 
+def single_run_table(results: Results) -> str:
+    """One toy run against JAX: per variant and way, its costs and their ratios to JAX."""
+    single = results("speed.json").get("single_runs", {})
+    lines = [
+        "| variant | run | µs per cycle | × JAX | first run, compile included (s) | × JAX "
+        "| compile (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for variant, rows in single.items():
+        for name, r in rows.items():
+            if "skipped" in r:
+                lines.append(f"| {variant} | {name} | {r['skipped']} | | | | |")
+                continue
+            lines.append(
+                f"| {variant} | {name} | {r['us_per_cycle']:.0f} | {r['cost_vs_jax']:.2f} "
+                f"| {r['first_run_seconds']:.1f} | {r['end_to_end_vs_jax']:.2f} "
+                f"| {r['compile_seconds']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
 def real_data_table(results: Results) -> str:
     """The real-data table (mean ± sd over seeds), as the notebook writes it."""
     from stn.experiments.real_data import markdown_table
@@ -135,6 +156,7 @@ SECTIONS: dict[str, Callable[[Results], str]] = {
     "glance": glance,
     "speed": speed_table,
     "population": population_table,
+    "single_runs": single_run_table,
     "real_data": real_data_table,
     "environment": environment,
 }

@@ -85,6 +85,9 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule("modes.*.speedup", "ratio", show=True),
         Rule("population.*.*.gain", "ratio", show=True),  # against P = 1, in the same run
         Rule("full_run.added_mib", "ratio", show=True),
+        Rule("single_runs.*.*.cost_vs_jax", "ratio", show=True),  # against JAX, in one run
+        Rule("single_runs.*.*.end_to_end_vs_jax", "ratio", show=True),
+        Rule("single_runs.*.*.cycles", "exact"),
         Rule("modes.*.us_per_cycle", "reported", show=True),
         Rule("full_run.seconds", "reported", show=True),
         Rule("full_run.peak_mib", "reported", show=True),  # counts TensorFlow's file-backed pages

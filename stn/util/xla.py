@@ -12,11 +12,20 @@ from __future__ import annotations
 import os
 
 FLAG = "--xla_cpu_use_fusion_emitters"
+#: XLA:CPU's option to compile a small loop's whole body as one function instead of one call per
+#: fused operation. On the toy it cuts the steady cost per cycle 2-3× and doubles the compile
+#: time, so the project leaves it off; the benchmark measures a run with it
+#: (:func:`stn.experiments.benchmark.single_runs`), and so does the JAX row.
+ONE_FUNCTION_LOOPS = (
+    "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1000000000"
+)
 
 
-def flags(current: str = "") -> str:
-    """``current`` XLA flags with the fusion emitters switched off, unless they name the flag."""
-    return current if FLAG in current else f"{current} {FLAG}=false".strip()
+def flags(current: str = "", one_function_loops: bool = False) -> str:
+    """``current`` XLA flags with the fusion emitters switched off, unless they name the flag,
+    and with :data:`ONE_FUNCTION_LOOPS` added if asked for."""
+    out = current if FLAG in current else f"{current} {FLAG}=false".strip()
+    return f"{out} {ONE_FUNCTION_LOOPS}" if one_function_loops else out
 
 
 def configure() -> None:
