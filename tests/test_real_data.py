@@ -9,7 +9,15 @@ import optuna
 import pytest
 import tensorflow as tf
 
-from stn.experiments.baselines import FixedTrainer, grid_points, random_points, search, tpe_search
+from stn.experiments.baselines import (
+    FixedTrainer,
+    RunResult,
+    grid_points,
+    halving_search,
+    random_points,
+    search,
+    tpe_search,
+)
 from stn.experiments.real_data import (
     Comparison,
     MethodResult,
@@ -351,14 +359,17 @@ def _result(method: str, loss: float, steps: int) -> MethodResult:
 def test_claim_and_summary():
     results = {"stn": _result("stn", 0.10, 100)}
     results.update(
-        {m: _result(m, loss, 1000) for m, loss in (("grid", 0.12), ("random", 0.11), ("tpe", 0.2))}
+        {
+            m: _result(m, loss, 1000)
+            for m, loss in (("grid", 0.12), ("random", 0.11), ("tpe", 0.2), ("halving", 0.13))
+        }
     )
     c = Comparison(0, results, trajectory=None, warmup_steps=10, steps_per_cycle=3)
     claim = c.claim()
     assert claim["best_search"] == "random" and claim["as_good"] and claim["cheap"]
     assert claim["step_fraction"] == pytest.approx(0.1)
     rows = summary([c, c])
-    assert [r["method"] for r in rows] == ["stn", "grid", "random", "tpe"]
+    assert [r["method"] for r in rows] == ["stn", "grid", "random", "tpe", "halving"]
     assert rows[0]["valid_loss"] == pytest.approx(0.10) and rows[0]["valid_loss_std"] == 0.0
 
 
@@ -375,8 +386,9 @@ def _seeds(stn_losses, baselines):
 def test_paired_difference_against_each_method_and_the_best_search():
     comparisons = _seeds(
         [0.10, 0.20, 0.30],
-        {"grid": [0.15, 0.10, 0.35], "random": [0.30, 0.30, 0.30], "tpe": [0.11, 0.25, 0.20]},
-    )
+        {"grid": [0.15, 0.10, 0.35], "random": [0.30, 0.30, 0.30], "tpe": [0.11, 0.25, 0.20],
+         "halving": [0.4, 0.4, 0.4]},
+    )  # fmt: skip
     grid = paired_difference(comparisons, "valid_loss", "grid")
     assert grid["differences"] == pytest.approx([-0.05, 0.10, -0.05])
     assert grid["mean"] == pytest.approx(0.0) and grid["as_good"] == 2 and grid["seeds"] == 3
@@ -402,14 +414,15 @@ def test_bootstrap_interval_is_seeded_and_shrinks_with_more_seeds():
 def test_the_table_has_each_baselines_paired_difference_against_stn():
     comparisons = _seeds(
         [0.10, 0.20, 0.30],
-        {"grid": [0.15, 0.10, 0.35], "random": [0.30, 0.30, 0.30], "tpe": [0.11, 0.25, 0.20]},
-    )
+        {"grid": [0.15, 0.10, 0.35], "random": [0.30, 0.30, 0.30], "tpe": [0.11, 0.25, 0.20],
+         "halving": [0.4, 0.4, 0.4]},
+    )  # fmt: skip
     rows = {r["method"]: r for r in summary(comparisons)}
     assert "valid_loss_difference" not in rows["stn"]
     assert rows["random"]["valid_loss_difference"] == pytest.approx(-0.10)
     assert rows["random"]["valid_loss_as_good"] == 3
     lines = markdown_table(list(rows.values())).splitlines()
-    assert len(lines) == 2 + 4  # header, rule, one row per method
+    assert len(lines) == 2 + 5  # header, rule, one row per method
     stn_row, random_row = lines[2].split(" | "), lines[4].split(" | ")
     assert stn_row[3] == "—" and random_row[4] == "3 of 3"
     assert random_row[3].startswith("-0.1000 [")
@@ -420,6 +433,8 @@ def test_experiment_checks_its_budgets():
         RealDataExperiment(eval_every_steps=10)
     with pytest.raises(ValueError, match="model='resnet'"):
         RealDataExperiment(model="resnet")
+    with pytest.raises(ValueError, match="trial_steps=8 must be at least 9"):
+        RealDataExperiment(trial_steps=8)
     assert RealDataExperiment().stn_steps == 6000
 
 
@@ -468,3 +483,33 @@ def test_tpe_asks_in_batches_and_refuses_a_bad_batch(small_task):
     assert trials.calls == [2, 2, 1] and len(result.runs) == 5
     with pytest.raises(ValueError, match="batch=0 must be a positive integer"):
         tpe_search(trials, classification_specs(1), 1, 10, batch=0)
+
+
+def test_successive_halving_spends_the_searches_budget_and_promotes_the_best():
+    class Quadratic:
+        """Trials whose loss is the distance of the dropout rate from 0.3, less with more steps."""
+
+        def __init__(self):
+            self.calls = []
+
+        def run_trials(self, points, steps, seed):
+            self.calls.append((len(points), steps))
+            for point in points:
+                loss = abs(point["dropout_1"] - 0.3) + 1.0 / steps
+                yield RunResult(dict(point), np.array([steps]), {"valid_loss": np.array([loss])}, 0)
+
+    trials, specs = Quadratic(), classification_specs(1)
+    result = halving_search(trials, specs, n_trials=27, steps=900, seed=4)
+    assert trials.calls == [(81, 100), (27, 300), (9, 900)]
+    assert result.total_steps == 27 * 900  # the budget of 27 trials of 900 steps
+    points = random_points(specs, 81, 4)
+    distance = sorted(abs(p["dropout_1"] - 0.3) for p in points)
+    final = sorted(abs(r.values["dropout_1"] - 0.3) for r in result.runs[-9:])
+    assert final == pytest.approx(distance[:9])  # the 9 best points reached the last rung
+    assert result.best()["dropout_1"] == pytest.approx(
+        min(points, key=lambda p: abs(p["dropout_1"] - 0.3))["dropout_1"]
+    )
+    with pytest.raises(ValueError, match="eta=1 must be an integer >= 2"):
+        halving_search(trials, specs, 27, 900, eta=1)
+    with pytest.raises(ValueError, match="steps=5 must be at least"):
+        halving_search(trials, specs, 27, 5)

@@ -336,6 +336,43 @@ def search(
     return SearchResult(method, runs)
 
 
+def halving_search(
+    trials: Trials,
+    specs: Sequence[HyperparameterSpec],
+    n_trials: int,
+    steps: int,
+    seed: int = 0,
+    eta: int = 3,
+    rungs: int = 3,
+    progress: bool = False,
+) -> SearchResult:
+    """Successive halving (one bracket of Hyperband) at the budget of ``n_trials`` trials of
+    ``steps`` steps: random points trained for steps/η^(rungs−1) steps, the best 1/η of them
+    (by early-stopped validation loss) trained again for η times as many, and so on up to
+    ``steps``. A promoted point retrains from the start (same seed, so its first steps repeat
+    exactly) and every step counts, so rungs·n0·steps/η^(rungs−1) = n_trials·steps fixes the
+    number of points n0 (81 for 27 trials at η = 3 and 3 rungs)."""
+    _check_trials(n_trials)
+    for name, value in (("eta", eta), ("rungs", rungs)):
+        if not (is_positive_int(value) and value >= 2):
+            raise ValueError(f"{name}={value!r} must be an integer >= 2")
+    if not is_positive_int(steps) or steps < eta ** (rungs - 1):
+        raise ValueError(
+            f"steps={steps!r} must be at least eta**(rungs - 1) = {eta ** (rungs - 1)}"
+        )
+    n_points = max(1, round(n_trials * eta ** (rungs - 1) / rungs))
+    points = random_points(specs, n_points, seed)
+    runs: list[RunResult] = []
+    for rung in range(rungs):
+        budget = steps // eta ** (rungs - 1 - rung)
+        rung_runs = list(search(trials, points, budget, seed, f"halving {rung}", progress).runs)
+        runs += rung_runs
+        losses = [run.best()["valid_loss"] for run in rung_runs]
+        kept = np.argsort(losses, kind="stable")[: max(1, len(points) // eta)]
+        points = [points[i] for i in sorted(kept)]
+    return SearchResult("halving", runs)
+
+
 def open_study(study_name: str, storage: str | None, seed: int, n_trials: int) -> optuna.Study:
     """The TPE study ``study_name`` at ``storage`` (any SQLAlchemy URL, or None for memory),
     created or loaded; TPE starts with ⌈n_trials/3⌉ random trials (at most 10)."""

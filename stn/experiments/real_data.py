@@ -1,4 +1,5 @@
-"""Real data: one STN run against grid, random and TPE search at equal cost accounting.
+"""Real data: one STN run against grid, random and TPE search and successive halving, at equal
+cost accounting.
 
 Every method is scored the same way: the model is evaluated on the whole validation and test sets
 every ``eval_every_steps`` training steps, and a run's result is the evaluation with the lowest
@@ -29,6 +30,7 @@ from stn.experiments.baselines import (
     SearchResult,
     Trials,
     grid_points,
+    halving_search,
     random_points,
     search,
     tpe_search,
@@ -51,7 +53,11 @@ from stn.util.io import write_atomic, write_results_json
 from stn.util.settings import Settings, setting
 
 MODELS = {"mlp": HyperMLP, "cnn": HyperCNN}
-SEARCHES = ("grid", "random", "tpe")
+#: Each spends n_trials · trial_steps steps; successive halving spreads them over more points,
+#: stopping most of them early.
+SEARCHES = ("grid", "random", "tpe", "halving")
+#: Successive halving's rate: the best 1/η of a rung go on to η times the steps, over 3 rungs.
+HALVING_ETA = 3
 #: References, not competitors: the plain model at STN's initial and at its best-checkpoint
 #: hyperparameters, and STN's own hypernetwork at those values held fixed (does STN's *schedule*
 #: beat its own values held fixed, with and without its extra hyper weights?).
@@ -163,6 +169,11 @@ class RealDataExperiment:
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, tuple(MODELS))
+        if self.trial_steps < HALVING_ETA**2:
+            raise ValueError(
+                f"trial_steps={self.trial_steps} must be at least {HALVING_ETA**2}: successive "
+                f"halving's first rung trains for trial_steps / {HALVING_ETA**2} steps"
+            )
         per_cycle = self.train_steps + self.valid_steps
         if self.eval_every_steps % per_cycle:
             raise ValueError(
@@ -241,7 +252,7 @@ class RealDataExperiment:
         log_dir: str | os.PathLike | None = None,
         pool: WorkerPool | None = None,
     ) -> Comparison:
-        """STN, the three searches and the two references on one seed (data split included).
+        """STN, the four searches and the three references on one seed (data split included).
 
         ``checkpoint_dir`` and ``log_dir`` apply to the STN run (see ``Trainer.run``); the TPE study
         resumes from its storage. The baselines' trials run in ``pool`` (this process if None)."""
@@ -283,7 +294,8 @@ class RealDataExperiment:
     def _searches(
         self, trials: Trials, specs: list[HyperparameterSpec], seed: int, progress: bool
     ) -> dict[str, MethodResult]:
-        """Grid, random and TPE search, each ``n_trials`` trials of ``trial_steps`` steps."""
+        """Grid, random and TPE search, each ``n_trials`` trials of ``trial_steps`` steps, and
+        successive halving at the same budget."""
         steps, n = self.trial_steps, self.n_trials
         study = f"{self.dataset}-{self.model}-seed{seed}-{self.fingerprint()}"
         runs = {
@@ -293,6 +305,9 @@ class RealDataExperiment:
             ),
             "tpe": lambda: tpe_search(
                 trials, specs, n, steps, seed, self.storage, study, progress, self.tpe_batch
+            ),
+            "halving": lambda: halving_search(
+                trials, specs, n, steps, seed, HALVING_ETA, progress=progress
             ),
         }
         return {method: MethodResult.from_search(run()) for method, run in runs.items()}

@@ -221,7 +221,13 @@ def scaling_plot(rows: list[dict[str, float]]) -> plt.Figure:
 
 # -- real data: STN against grid, random and TPE search ----------------------------------------
 
-METHOD_COLORS = {"stn": "tab:red", "grid": "tab:blue", "random": "tab:green", "tpe": "tab:purple"}
+METHOD_COLORS = {
+    "stn": "tab:red",
+    "grid": "tab:blue",
+    "random": "tab:green",
+    "tpe": "tab:purple",
+    "halving": "tab:brown",
+}
 
 
 def search_curves_plot(comparisons: list) -> plt.Figure:
