@@ -98,13 +98,22 @@ def default_modes(max_cycles: int = 10000) -> list[Mode]:
 
 def time_mode(mode: Mode, base: ToyExperiment, repeats: int) -> dict[str, float]:
     """First run (compile included), then ``repeats`` timed runs from reset; µs per cycle."""
-    trainer = mode.experiment(base).build()
+    seeds = [base.seed + r for r in range(repeats)]
+    return time_runs(mode.experiment(base), seeds, count_build=False)
+
+
+def time_runs(experiment: ToyExperiment, seeds: list[int], count_build: bool) -> dict[str, float]:
+    """``experiment``'s first run (compile included, and building if ``count_build``), then
+    one timed run from each of ``seeds`` on the same trainer: median µs per cycle."""
     start = time.perf_counter()
+    trainer = experiment.build()
+    if not count_build:
+        start = time.perf_counter()
     first = trainer.run()
     first_seconds = time.perf_counter() - start
     samples = []
-    for r in range(repeats):
-        trainer.reset(base.seed + r)
+    for seed in seeds:
+        trainer.reset(seed)
         start = time.perf_counter()
         trajectory = trainer.run()
         samples.append((time.perf_counter() - start) / trajectory.cycles * 1e6)
@@ -113,7 +122,7 @@ def time_mode(mode: Mode, base: ToyExperiment, repeats: int) -> dict[str, float]
         "us_per_cycle_samples": samples,
         "compile_seconds": float(first.extra["compile_seconds"]),
         "first_run_seconds": first_seconds,
-        "cycles": mode.cycles,
+        "cycles": first.cycles,
         "traces": trainer.trace_count,
     }
 
@@ -344,23 +353,7 @@ def _single_run(impl: str, variant_name: str, cycles: int, repeats: int) -> dict
 
         return jax_toy.time_run(exp, cycles, repeats)
     exp = dataclasses.replace(exp, chunk_cycles=1000, snapshot_every=200)
-    start = time.perf_counter()
-    trainer = exp.build()
-    first = trainer.run()
-    first_seconds = time.perf_counter() - start
-    samples = []
-    for r in range(1, repeats + 1):
-        trainer.reset(exp.seed + r)
-        start = time.perf_counter()
-        trajectory = trainer.run()
-        samples.append((time.perf_counter() - start) / trajectory.cycles * 1e6)
-    return {
-        "us_per_cycle": float(np.median(samples)),
-        "us_per_cycle_samples": samples,
-        "compile_seconds": float(first.extra["compile_seconds"]),
-        "first_run_seconds": first_seconds,
-        "cycles": first.cycles,
-    }
+    return time_runs(exp, [exp.seed + r for r in range(1, repeats + 1)], count_build=True)
 
 
 def peak_rss_mib() -> float:

@@ -56,8 +56,8 @@ MODELS = {"mlp": HyperMLP, "cnn": HyperCNN}
 #: Each spends n_trials · trial_steps steps; successive halving spreads them over more points,
 #: stopping most of them early.
 SEARCHES = ("grid", "random", "tpe", "halving")
-#: Successive halving's rate: the best 1/η of a rung go on to η times the steps, over 3 rungs.
-HALVING_ETA = 3
+#: Successive halving's rate and rungs: the best 1/η of a rung go on to η times the steps.
+HALVING_ETA, HALVING_RUNGS = 3, 3
 #: References, not competitors: the plain model at STN's initial and at its best-checkpoint
 #: hyperparameters, and STN's own hypernetwork at those values held fixed (does STN's *schedule*
 #: beat its own values held fixed, with and without its extra hyper weights?).
@@ -169,10 +169,11 @@ class RealDataExperiment:
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, tuple(MODELS))
-        if self.trial_steps < HALVING_ETA**2:
+        shortest = HALVING_ETA ** (HALVING_RUNGS - 1)
+        if self.trial_steps < shortest:
             raise ValueError(
-                f"trial_steps={self.trial_steps} must be at least {HALVING_ETA**2}: successive "
-                f"halving's first rung trains for trial_steps / {HALVING_ETA**2} steps"
+                f"trial_steps={self.trial_steps} must be at least {shortest}: successive "
+                f"halving's first rung trains for trial_steps / {shortest} steps"
             )
         per_cycle = self.train_steps + self.valid_steps
         if self.eval_every_steps % per_cycle:
@@ -307,7 +308,7 @@ class RealDataExperiment:
                 trials, specs, n, steps, seed, self.storage, study, progress, self.tpe_batch
             ),
             "halving": lambda: halving_search(
-                trials, specs, n, steps, seed, HALVING_ETA, progress=progress
+                trials, specs, n, steps, seed, HALVING_ETA, HALVING_RUNGS, progress
             ),
         }
         return {method: MethodResult.from_search(run()) for method, run in runs.items()}

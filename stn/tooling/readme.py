@@ -13,7 +13,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from stn.util.io import write_atomic
@@ -84,53 +84,57 @@ def glance_real_data(real: dict) -> str:
     )
 
 
+def _table(header: list[str], rows: Iterable[list[str]]) -> str:
+    """A Markdown table: the header, its rule, one line per row of cells."""
+    lines = ["| " + " | ".join(cells) + " |" for cells in (header, *rows)]
+    return "\n".join([lines[0], "|" + "---|" * len(header), *lines[1:]])
+
+
 def speed_table(results: Results) -> str:
     """Every mode of the benchmark: µs per cycle, ratio to the eager loop, compile time."""
     modes = results("speed.json")["modes"]
-    lines = ["| mode | µs per cycle | × eager loop | compile (s) |", "|---|---|---|---|"]
-    for name, m in modes.items():
-        compile_s = f"{m['compile_seconds']:.1f}" if "compile_seconds" in m else "–"
-        lines.append(f"| {name} | {m['us_per_cycle']:.0f} | {m['speedup']:.1f} | {compile_s} |")
-    return "\n".join(lines)
+    return _table(
+        ["mode", "µs per cycle", "× eager loop", "compile (s)"],
+        (
+            [name, f"{m['us_per_cycle']:.0f}", f"{m['speedup']:.1f}",
+             f"{m['compile_seconds']:.1f}" if "compile_seconds" in m else "–"]
+            for name, m in modes.items()
+        ),
+    )  # fmt: skip
 
 
 def population_table(results: Results) -> str:
     """The population study: per workload and size, the cost per member-cycle three ways."""
     population = results("speed.json")["population"]
-    lines = [
-        "| workload | members P | µs per member-cycle | gain over P = 1 | first run, compile "
-        "included | single runs in worker processes |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, rows in population.items():
-        for r in rows:
-            lines.append(
-                f"| {name} | {r['members']} | {r['us_per_member_cycle']:.0f} | {r['gain']:.2f} "
-                f"| {r['first_run_us_per_member_cycle']:.0f} "
-                f"| {r['workers_us_per_member_cycle']:.0f} ({r['workers']}) |"
-            )
-    return "\n".join(lines)
+    header = ["workload", "members P", "µs per member-cycle", "gain over P = 1",
+              "first run, compile included", "single runs in worker processes"]  # fmt: skip
+    return _table(
+        header,
+        (
+            [name, str(r["members"]), f"{r['us_per_member_cycle']:.0f}", f"{r['gain']:.2f}",
+             f"{r['first_run_us_per_member_cycle']:.0f}",
+             f"{r['workers_us_per_member_cycle']:.0f} ({r['workers']})"]
+            for name, rows in population.items()
+            for r in rows
+        ),
+    )  # fmt: skip
 
 
 def single_run_table(results: Results) -> str:
     """One toy run against JAX: per variant and way, its costs and their ratios to JAX."""
     single = results("speed.json").get("single_runs", {})
-    lines = [
-        "| variant | run | µs per cycle | × JAX | first run, compile included (s) | × JAX "
-        "| compile (s) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for variant, rows in single.items():
-        for name, r in rows.items():
-            if "skipped" in r:
-                lines.append(f"| {variant} | {name} | {r['skipped']} | | | | |")
-                continue
-            lines.append(
-                f"| {variant} | {name} | {r['us_per_cycle']:.0f} | {r['cost_vs_jax']:.2f} "
-                f"| {r['first_run_seconds']:.1f} | {r['end_to_end_vs_jax']:.2f} "
-                f"| {r['compile_seconds']:.1f} |"
-            )
-    return "\n".join(lines)
+    header = ["variant", "run", "µs per cycle", "× JAX", "first run, compile included (s)",
+              "× JAX", "compile (s)"]  # fmt: skip
+
+    def cells(variant: str, name: str, r: dict) -> list[str]:
+        if "skipped" in r:
+            return [variant, name, r["skipped"], "", "", "", ""]
+        return [variant, name, f"{r['us_per_cycle']:.0f}", f"{r['cost_vs_jax']:.2f}",
+                f"{r['first_run_seconds']:.1f}", f"{r['end_to_end_vs_jax']:.2f}",
+                f"{r['compile_seconds']:.1f}"]  # fmt: skip
+
+    rows = (cells(v, name, r) for v, runs in single.items() for name, r in runs.items())
+    return _table(header, rows)
 
 
 def real_data_table(results: Results) -> str:
