@@ -7,6 +7,7 @@ import urllib.error
 import numpy as np
 import optuna
 import pytest
+import ray
 import tensorflow as tf
 
 from stn.experiments.baselines import (
@@ -28,7 +29,7 @@ from stn.experiments.real_data import (
     run_seeds,
     summary,
 )
-from stn.experiments.workers import WorkerPool
+from stn.experiments.workers import BACKENDS, WorkerPool, Workers
 from stn.method.hyperparameters import DTYPE
 from stn.method.layers import HyperConv2D, per_example_dropout
 from stn.method.models import HyperCNN, HyperMLP
@@ -450,16 +451,21 @@ def test_the_stn_run_checkpoints_between_chunks_not_only_at_its_end(stn_cycles):
         assert config.chunk_cycles < stn_cycles
 
 
-def test_baseline_trials_give_the_same_numbers_on_two_workers():
-    """Trials dealt to two worker processes, each with its own compiled trainer, give the
-    numbers of one process: grid, TPE asked in batches of 2, and the references."""
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_baseline_trials_give_the_same_numbers_on_two_workers(backend):
+    """Trials dealt to two workers (spawned processes, or a local Ray instance of 2 CPUs that
+    the pool starts and shuts down), each with its own compiled trainer, give the numbers of
+    one process: grid, random, TPE asked in batches of 2, halving and the references."""
     experiment = RealDataExperiment(
         n_train=100, n_valid=100, warmup_steps=15, stn_cycles=5, trial_steps=30, n_trials=3,
         eval_every_steps=15, tpe_batch=2,
     )  # fmt: skip
     alone = run_seeds(experiment, [3], workers=1)[0]
-    with WorkerPool(2) as pool:
+    with WorkerPool(Workers(2, backend)) as pool:
+        if backend == "ray":
+            assert ray.cluster_resources()["CPU"] == 2
         spread = experiment.run(3, pool=pool)
+    assert not ray.is_initialized()
     assert alone.results.keys() == spread.results.keys()
     for method, result in alone.results.items():
         other = spread.results[method]

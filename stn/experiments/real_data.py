@@ -35,7 +35,7 @@ from stn.experiments.baselines import (
     search,
     tpe_search,
 )
-from stn.experiments.workers import WorkerPool
+from stn.experiments.workers import WorkerPool, Workers, WorkerSettings
 from stn.method.hyperparameters import HyperparameterSpec
 from stn.method.models import HyperCNN, HyperMLP, HyperModel
 from stn.method.stn import STN, STNConfig
@@ -50,7 +50,7 @@ from stn.training.loop import Trainer
 from stn.training.record import Trajectory
 from stn.util.checks import check_choice
 from stn.util.io import write_atomic, write_results_json
-from stn.util.settings import Settings, setting
+from stn.util.settings import setting
 
 MODELS = {"mlp": HyperMLP, "cnn": HyperCNN}
 #: Each spends n_trials · trial_steps steps; successive halving spreads them over more points,
@@ -360,7 +360,7 @@ def run_trial(
 
 
 @dataclass(frozen=True)
-class RealDataSettings(Settings):
+class RealDataSettings(WorkerSettings):
     """The real-data notebook's settings: the comparison on each seed, and where it writes."""
 
     seeds: list[int] = setting(min_length=1, unique=True, items={"ge": 0, "le": 2**32 - 1})
@@ -372,7 +372,6 @@ class RealDataSettings(Settings):
     n_trials: int = setting(ge=1)
     eval_every_steps: int = setting(ge=1)  # training steps; a multiple of 3 (one STN cycle)
     tpe_batch: int = setting(ge=1)  # trials TPE asks for at a time; its points depend on it
-    workers: int = setting(ge=1)  # processes for the baselines' trials; no number depends on it
     storage: str = setting()
     output_dir: str = setting()
     checkpoint_dir: str | None = setting()
@@ -560,10 +559,11 @@ def run_seeds(
     progress: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
     log_dir: str | os.PathLike | None = None,
-    workers: int = 1,
+    workers: int | Workers = 1,
 ) -> list[Comparison]:
     """The whole comparison once per seed (data split, initialisation and noise all follow it),
-    the baselines' trials dealt to ``workers`` processes (no number depends on how many).
+    the baselines' trials dealt to ``workers`` (processes, or Ray: see
+    :class:`~stn.experiments.workers.Workers`; no number depends on them).
 
     With ``checkpoint_dir`` (or ``log_dir``), seed s's STN run uses the subfolder
     ``<fingerprint>-seed_<s>``, so runs of other settings never share one."""

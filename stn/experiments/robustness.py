@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stn.experiments import toy
-from stn.experiments.workers import map_runs, split
+from stn.experiments.workers import WorkerSettings, map_runs, split
 from stn.tasks.metrics import wilson_interval
 from stn.training.record import Trajectory
-from stn.util.settings import Settings, setting
+from stn.util.settings import setting
 
 #: The default variant run to the full cycle budget, reported beside the early-stopped ones.
 FULL_BUDGET = f"{toy.DEFAULT_VARIANT}, no early stop"
@@ -20,7 +20,7 @@ Study = dict[str, tuple[list[dict[str, object]], list[Trajectory]]]
 
 
 @dataclass(frozen=True)
-class RobustnessSettings(Settings):
+class RobustnessSettings(WorkerSettings):
     """The robustness notebook's settings: seeds, the protocol and the claims' bounds."""
 
     n_seeds: int = setting(ge=1)
@@ -29,7 +29,6 @@ class RobustnessSettings(Settings):
     target: float | None = setting(gt=0)  # None: no early stop
     min_default_rate: float = setting(ge=0, le=1)
     min_group: int = setting(ge=1)
-    workers: int = setting(ge=1)  # processes the runs are dealt to; no number depends on it
     population: int = setting(ge=1)  # seeds per compiled population; the numbers depend on it
     output_dir: str = setting()
     checkpoint_dir: str | None = setting()
@@ -53,10 +52,10 @@ def run(settings: RobustnessSettings, progress: bool = True) -> Study:
     With ``settings.checkpoint_dir`` each variant checkpoints into a folder of its own, so a
     rerun skips the finished runs. Each variant's seeds run in populations of
     ``settings.population`` (see :func:`stn.experiments.toy.study`), and with
-    ``settings.workers`` > 1 those are dealt to that many processes
+    ``settings.workers`` > 1 those are dealt to that many workers
     (:mod:`stn.experiments.workers`); no number depends on the workers."""
-    experiments, seeds, workers = settings.experiments(), settings.seeds, settings.workers
-    parts = split(seeds, workers, group=settings.population)
+    experiments, seeds, workers = settings.experiments(), settings.seeds, settings.pool()
+    parts = split(seeds, workers.count, group=settings.population)
     show = progress and len(parts) == 1
     args = [
         (experiment, part, True, show, _checkpoints(settings, name), 1, settings.population)

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from stn.experiments import diagnostics
-from stn.experiments.workers import map_runs, split
+from stn.experiments.workers import Workers, WorkerSettings, map_runs, split
 from stn.method.models import ToyHyperNet
 from stn.method.stn import STN, STNConfig
 from stn.tasks.toy import ToyTask, x_range_spec
@@ -32,7 +32,7 @@ from stn.training.progress import progress_bar
 from stn.training.record import DivergenceError, Trajectory
 from stn.util.checks import is_positive_int
 from stn.util.io import exit_on_sigterm
-from stn.util.settings import Settings, setting
+from stn.util.settings import setting
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def variant(name: str, **settings: object) -> ToyExperiment:
 
 
 @dataclass(frozen=True)
-class ToySettings(Settings):
+class ToySettings(WorkerSettings):
     """The toy notebook's settings: one variant run from its parameters cell, a seed table
     and its claim. A setting left None keeps the variant's value (see :func:`variant`)."""
 
@@ -173,7 +173,6 @@ class ToySettings(Settings):
     validation_range: float = setting(gt=0)
     snapshot_every: int = setting(ge=1)  # and a divisor of the chunk: STNConfig
     report_seeds: int = setting(ge=1)
-    workers: int = setting(ge=1)  # processes the seed table is dealt to; no number depends on it
     distance_bound: float = setting(gt=0)
     output_dir: str = setting()
     checkpoint_dir: str | None = setting()
@@ -201,7 +200,7 @@ def study(
     diagnose: bool = False,
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
-    workers: int = 1,
+    workers: int | Workers = 1,
     population: int = 1,
 ) -> tuple[list[dict[str, object]], list[Trajectory]]:
     """Run ``experiment`` once per seed, compiling once and resetting the variables in place.
@@ -218,9 +217,9 @@ def study(
     the populations (or seeds) are dealt to that many processes (see
     :mod:`stn.experiments.workers`); no number depends on ``workers``.
     """
-    seeds = list(seeds)
-    if workers > 1 and len(seeds) > population:
-        parts = split(seeds, workers, group=population)
+    seeds, workers = list(seeds), Workers.of(workers)
+    if workers.count > 1 and len(seeds) > population:
+        parts = split(seeds, workers.count, group=population)
         args = [
             (experiment, part, diagnose, False, checkpoint_dir, 1, population) for part in parts
         ]
