@@ -57,8 +57,8 @@ PUBLISH = --publish $(FIGURES) --staging $(WORK)/staging
 OPTUNA = -p storage sqlite:///../$(WORK)/real_data_optuna.db
 
 # The parameters of the committed figures (a notebook's defaults are its small, fast scale).
-# `-p workers 2` deals a seed study's runs, or a search's trials, to two processes; no number
-# depends on it.
+# `-p workers 2` deals a seed study's runs, or a search's trials, to two workers (a local Ray
+# instance; RAY_ADDRESS sends them to a cluster); no number depends on it.
 toy_stn_parameters := -p workers 2
 benchmark_parameters := -p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p scaling_seconds 1.0 \
 	-p batch_sizes "[100, 1000, 10000]" -p widths "[4, 64, 256]" -p memory_cycles 10000 \
@@ -68,9 +68,11 @@ benchmark_parameters := -p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p s
 	-p single_run_variants '["default", "per-layer scale"]'
 robustness_parameters := -p n_seeds 30 -p min_default_rate 0.9 -p workers 2
 real_data_parameters := -p seeds "[0, 1, 2]" -p warmup_steps 600 -p stn_cycles 1800 \
-	-p trial_steps 6000 -p n_trials 27 -p eval_every_steps 75 -p tpe_batch 2 -p workers 2
+	-p trial_steps 6000 -p n_trials 27 -p eval_every_steps 75 -p tpe_batch 2 -p workers 2 \
+	-p pbt_population 5 -p pbt_interval_steps 600
 real_data_cnn_parameters := -p model cnn -p seeds "[0]" -p warmup_steps 150 -p stn_cycles 450 \
-	-p trial_steps 1500 -p n_trials 8 -p eval_every_steps 75 -p tpe_batch 2 -p workers 2
+	-p trial_steps 1500 -p n_trials 8 -p eval_every_steps 75 -p tpe_batch 2 -p workers 2 \
+	-p pbt_population 5 -p pbt_interval_steps 300
 # The guide runs at its defaults (a minute): the scale nbval checks is the one readers see.
 your_model_parameters :=
 best_response_parameters := -p variants '["default", "per-unit scale", "delta-stn"]' -p n_seeds 10 \

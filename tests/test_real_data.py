@@ -458,7 +458,7 @@ def test_baseline_trials_give_the_same_numbers_on_two_workers(backend):
     one process: grid, random, TPE asked in batches of 2, halving and the references."""
     experiment = RealDataExperiment(
         n_train=100, n_valid=100, warmup_steps=15, stn_cycles=5, trial_steps=30, n_trials=3,
-        eval_every_steps=15, tpe_batch=2,
+        eval_every_steps=15, tpe_batch=2, pbt_population=2, pbt_interval_steps=15,
     )  # fmt: skip
     alone = run_seeds(experiment, [3], workers=1)[0]
     with WorkerPool(Workers(2, backend)) as pool:

@@ -135,7 +135,11 @@ class FixedRun(tf.Module):
         self.seed = seed
         restart(self, self.hyperparameters.size, seed, self._optimizer_init)
         if values is not None:
-            self.hyperparameters.hold(values, unconstrained=bool(self.model.hyper_weights))
+            self.hold(values)
+
+    def hold(self, values: Mapping[str, float]) -> None:
+        """Train on at ``values`` (by name) from now on."""
+        self.hyperparameters.hold(values, unconstrained=bool(self.model.hyper_weights))
 
     def network_input(self, n: tf.Tensor | int) -> tf.Tensor | None:
         """What the network reads for ``n`` examples: nothing for a plain model, else the
@@ -209,9 +213,15 @@ class FixedTrainer:
     def run(self, values: Mapping[str, float], steps: int, seed: int = 0) -> RunResult:
         """Train for ``steps`` steps from ``seed`` at ``values``, evaluating every
         ``eval_every_steps`` steps and at the end."""
+        self.fixed.reset(seed)
+        return self.train_on(values, steps)
+
+    def train_on(self, values: Mapping[str, float], steps: int) -> RunResult:
+        """Train ``steps`` more steps from the current state (weights, optimizer and noise) at
+        ``values``, evaluating every ``eval_every_steps`` steps of them and at the end."""
         if not is_positive_int(steps):
             raise ValueError(f"steps={steps!r} must be a positive integer")
-        self.fixed.reset(seed, values)
+        self.fixed.hold(values)
         try:
             trajectory = self.trainer.run(max_cycles=steps)
         except DivergenceError as error:  # a cycle of a fixed run is one step
@@ -226,6 +236,16 @@ class FixedTrainer:
             metrics = {k: np.append(v, last[k]) for k, v in metrics.items()}
         names = self.fixed.hyperparameters.names
         return RunResult({n: float(values[n]) for n in names}, at, metrics, trajectory.seconds)
+
+    def state(self) -> tf.train.Checkpoint:
+        """The whole training state (weights, optimizer slots, random generator), to save with
+        ``write`` and load with ``read``."""
+        fixed = self.fixed
+        return tf.train.Checkpoint(
+            weights=list(fixed.model.weights),
+            optimizer=list(fixed.optimizer.variables),
+            generator=fixed.generator,
+        )
 
     def run_trials(
         self, points: Sequence[Mapping[str, float]], steps: int, seed: int
@@ -276,7 +296,7 @@ class SearchResult:
         return np.concatenate(steps), np.minimum.accumulate(np.concatenate(losses))
 
 
-def _bounds(spec: HyperparameterSpec) -> tuple[float, float]:
+def bounds(spec: HyperparameterSpec) -> tuple[float, float]:
     if spec.lower is None or spec.upper is None:
         raise ValueError(
             f"hyperparameter {spec.name!r} has lower={spec.lower}, upper={spec.upper}; "
@@ -295,7 +315,7 @@ def grid_points(specs: Sequence[HyperparameterSpec], n_trials: int) -> list[dict
     levels = max(2, math.floor(n_trials ** (1 / len(axes)) + 1e-9))
     grids = []
     for axis in axes:
-        lo, hi = _bounds(axis[0])
+        lo, hi = bounds(axis[0])
         grids.append(lo + (hi - lo) * np.linspace(0.0, 2.0 / 3.0, levels))
     points = []
     for combo in itertools.product(*grids):
@@ -309,9 +329,9 @@ def random_points(
     """``n_trials`` independent uniform draws inside each hyperparameter's bounds."""
     _check_trials(n_trials)
     rng = np.random.default_rng(seed)
-    bounds = [_bounds(s) for s in specs]
+    limits = [bounds(s) for s in specs]
     return [
-        {s.name: float(rng.uniform(lo, hi)) for s, (lo, hi) in zip(specs, bounds, strict=True)}
+        {s.name: float(rng.uniform(lo, hi)) for s, (lo, hi) in zip(specs, limits, strict=True)}
         for _ in range(n_trials)
     ]
 
@@ -419,10 +439,10 @@ def tpe_search(
     if not is_positive_int(batch):
         raise ValueError(f"batch={batch!r} must be a positive integer")
     study = open_study(study_name, storage, seed, n_trials)
-    bounds = {s.name: _bounds(s) for s in specs}
+    limits = {s.name: bounds(s) for s in specs}
 
     def point(trial: optuna.Trial) -> dict[str, float]:
-        return {n: trial.suggest_float(n, lo, hi) for n, (lo, hi) in bounds.items()}
+        return {n: trial.suggest_float(n, lo, hi) for n, (lo, hi) in limits.items()}
 
     missing = n_trials - len(_completed(study))
     with progress_bar(None, progress, total=max(missing, 0), desc="tpe", unit="trial") as bar:

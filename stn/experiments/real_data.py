@@ -1,5 +1,5 @@
-"""Real data: one STN run against grid, random and TPE search and successive halving, at equal
-cost accounting.
+"""Real data: one STN run against grid, random and TPE search and successive halving, and
+against Population Based Training, at equal cost accounting.
 
 Every method is scored the same way: the model is evaluated on the whole validation and test sets
 every ``eval_every_steps`` training steps, and a run's result is the evaluation with the lowest
@@ -35,6 +35,7 @@ from stn.experiments.baselines import (
     search,
     tpe_search,
 )
+from stn.experiments.pbt import check_pbt, pbt_search
 from stn.experiments.workers import WorkerPool, Workers, WorkerSettings
 from stn.method.hyperparameters import HyperparameterSpec
 from stn.method.models import HyperCNN, HyperMLP, HyperModel
@@ -58,11 +59,16 @@ MODELS = {"mlp": HyperMLP, "cnn": HyperCNN}
 SEARCHES = ("grid", "random", "tpe", "halving")
 #: Successive halving's rate and rungs: the best 1/η of a rung go on to η times the steps.
 HALVING_ETA, HALVING_RUNGS = 3, 3
+#: Finds a schedule, as STN does: PBT, at ``PBT_BUDGET`` times STN's steps at most.
+SCHEDULES = ("pbt",)
+PBT_BUDGET = 5
 #: References, not competitors: the plain model at STN's initial and at its best-checkpoint
 #: hyperparameters, and STN's own hypernetwork at those values held fixed (does STN's *schedule*
 #: beat its own values held fixed, with and without its extra hyper weights?).
 REFERENCES = ("fixed_initial", "fixed_stn", "fixed_stn_hyper")
 METRICS = ("valid_loss", "valid_accuracy", "test_loss", "test_accuracy")
+#: Every method, in the table's order.
+METHODS = ("stn", *SEARCHES, *SCHEDULES, *REFERENCES)
 
 
 @dataclass
@@ -144,7 +150,9 @@ class RealDataExperiment:
     """The comparison's settings. Defaults are the official CNN settings where they exist
     (cycles of 2 weight steps and 1 hyper step, λ and σ Adam 3e-3, τ = 1e-3, σ0 = 0.5, initial
     dropout 0.05, uncentered hypernetwork input) and Adam 1e-3 for the weights of every method.
-    Each search runs ``n_trials`` trials of ``trial_steps`` steps."""
+    Each search runs ``n_trials`` trials of ``trial_steps`` steps; PBT runs ``pbt_population``
+    members in rounds of ``pbt_interval_steps`` steps, as many rounds as fit in ``PBT_BUDGET``
+    times STN's steps."""
 
     dataset: str = "digits"
     model: str = "mlp"
@@ -165,6 +173,8 @@ class RealDataExperiment:
     n_trials: int = 27
     eval_every_steps: int = 75
     tpe_batch: int = 2
+    pbt_population: int = 5
+    pbt_interval_steps: int = 600
     storage: str | None = DEFAULT_STORAGE
 
     def __post_init__(self) -> None:
@@ -181,6 +191,13 @@ class RealDataExperiment:
                 f"eval_every_steps={self.eval_every_steps} must be a multiple of train_steps + "
                 f"valid_steps = {per_cycle} (STN evaluates after whole cycles)"
             )
+        if self.pbt_population * self.pbt_interval_steps > PBT_BUDGET * self.stn_steps:
+            raise ValueError(
+                f"pbt_population={self.pbt_population} × pbt_interval_steps="
+                f"{self.pbt_interval_steps} exceeds PBT's budget, {PBT_BUDGET} × STN's "
+                f"{self.stn_steps} steps: not one round fits; lower either"
+            )
+        check_pbt(self.pbt_population, self.pbt_interval_steps, self.pbt_rounds)
         if self.stn_cycles % (self.eval_every_steps // per_cycle):
             raise ValueError(
                 f"stn_cycles={self.stn_cycles} must be a multiple of eval_every_steps / "
@@ -190,6 +207,11 @@ class RealDataExperiment:
     @property
     def stn_steps(self) -> int:
         return self.warmup_steps + self.stn_cycles * (self.train_steps + self.valid_steps)
+
+    @property
+    def pbt_rounds(self) -> int:
+        """PBT's rounds: as many as fit in ``PBT_BUDGET`` times STN's steps."""
+        return PBT_BUDGET * self.stn_steps // (self.pbt_population * self.pbt_interval_steps)
 
     def fingerprint(self) -> str:
         """A short hash of the settings that change results (names the Optuna study)."""
@@ -253,7 +275,8 @@ class RealDataExperiment:
         log_dir: str | os.PathLike | None = None,
         pool: WorkerPool | None = None,
     ) -> Comparison:
-        """STN, the four searches and the three references on one seed (data split included).
+        """STN, the four searches, PBT and the three references on one seed (data split
+        included).
 
         ``checkpoint_dir`` and ``log_dir`` apply to the STN run (see ``Trainer.run``); the TPE study
         resumes from its storage. The baselines' trials run in ``pool`` (this process if None)."""
@@ -266,6 +289,7 @@ class RealDataExperiment:
         comparison.results["stn"] = self._stn_result(comparison)
         trials = TrialPool(self, pool or WorkerPool())
         comparison.results.update(self._searches(trials, specs, seed, progress))
+        comparison.results["pbt"] = self._pbt(specs, seed, trials.pool.workers)
         comparison.results.update(self._references(trials, specs, comparison.results["stn"], seed))
         return comparison
 
@@ -313,6 +337,17 @@ class RealDataExperiment:
         }
         return {method: MethodResult.from_search(run()) for method, run in runs.items()}
 
+    def _pbt(self, specs: list[HyperparameterSpec], seed: int, workers: Workers) -> MethodResult:
+        """PBT of the plain network on Ray Tune, on ``workers``' Ray (a local instance of their
+        count when they are processes)."""
+        ray_workers = Workers(workers.count, "ray", workers.address)
+        trainer = functools.partial(cached_trainer, self, seed, False)
+        result = pbt_search(
+            trainer, specs, self.pbt_population, self.pbt_interval_steps, self.pbt_rounds, seed,
+            ray_workers,
+        )  # fmt: skip
+        return MethodResult.from_search(result)
+
     @staticmethod
     def _stn_result(comparison: Comparison) -> MethodResult:
         t = comparison.trajectory
@@ -346,17 +381,22 @@ class TrialPool:
 _TRAINERS: dict[tuple[str, int, bool], FixedTrainer] = {}  # this process's, by experiment
 
 
-def run_trial(
-    experiment: RealDataExperiment, seed: int, point: dict[str, float], steps: int, hyper: bool
-) -> RunResult:
-    """One trial at fixed values, on this process's trainer for ``experiment``, ``seed`` and
-    ``hyper`` (built on first use, then reused: it re-initialises itself for every trial)."""
+def cached_trainer(experiment: RealDataExperiment, seed: int, hyper: bool) -> FixedTrainer:
+    """This process's trainer for ``experiment``, ``seed`` and ``hyper``, built on first use
+    and then reused (it re-initialises itself for every trial); another seed's are dropped."""
     key = (experiment.fingerprint(), seed, hyper)
     if key not in _TRAINERS:
         for old in [k for k in _TRAINERS if k[:2] != key[:2]]:  # another seed's: done with
             del _TRAINERS[old]
         _TRAINERS[key] = experiment.fixed_trainer(seed, hyper)
-    return _TRAINERS[key].run(point, steps, seed)
+    return _TRAINERS[key]
+
+
+def run_trial(
+    experiment: RealDataExperiment, seed: int, point: dict[str, float], steps: int, hyper: bool
+) -> RunResult:
+    """One trial at fixed values, on this process's trainer (:func:`cached_trainer`)."""
+    return cached_trainer(experiment, seed, hyper).run(point, steps, seed)
 
 
 @dataclass(frozen=True)
@@ -372,6 +412,8 @@ class RealDataSettings(WorkerSettings):
     n_trials: int = setting(ge=1)
     eval_every_steps: int = setting(ge=1)  # training steps; a multiple of 3 (one STN cycle)
     tpe_batch: int = setting(ge=1)  # trials TPE asks for at a time; its points depend on it
+    pbt_population: int = setting(ge=2)
+    pbt_interval_steps: int = setting(ge=1)  # training steps per PBT round
     storage: str = setting()
     output_dir: str = setting()
     checkpoint_dir: str | None = setting()
@@ -397,7 +439,7 @@ def summary(comparisons: Sequence[Comparison]) -> list[dict[str, object]]:
     """One row per method: mean and standard deviation over seeds of the early-stopped metrics,
     and the mean training steps and wall time per seed."""
     rows = []
-    for method in ("stn", *SEARCHES, *REFERENCES):
+    for method in METHODS:
         results = [c.results[method] for c in comparisons if method in c.results]
         if not results:
             continue
@@ -485,6 +527,7 @@ def verdict(comparisons: Sequence[Comparison]) -> str:
     rows = {r["method"]: r for r in summary(comparisons)}
     claims = [c.claim() for c in comparisons]
     valid, test = paired_difference(comparisons), paired_difference(comparisons, "test_loss")
+    pbt = paired_difference(comparisons, "valid_loss", "pbt")
 
     def interval(d: dict) -> str:
         if d["interval_95"] is None:
@@ -506,6 +549,9 @@ def verdict(comparisons: Sequence[Comparison]) -> str:
             + ".",
             f"* **Test loss at the best-validation checkpoint:** STN minus best search: mean "
             f"{test['mean']:+.4f} ({interval(test)}).",
+            f"* **Against PBT** (also a schedule; {rows['pbt']['steps']:.0f} steps): STN minus "
+            f"PBT, validation loss: mean {pbt['mean']:+.4f} ({interval(pbt)}); STN at least as "
+            f"good on {pbt['as_good']} of {pbt['seeds']} seeds.",
             f"* **Schedule against its own values held fixed:** STN's mean best validation loss "
             f"{rows['stn']['valid_loss']:.4f}; its values held fixed in the plain network "
             f"(`fixed_stn`) {rows['fixed_stn']['valid_loss']:.4f} and in its own hypernetwork "

@@ -18,6 +18,7 @@ that has loaded TensorFlow can hang.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -148,6 +149,18 @@ class WorkerPool:
         task = ray.remote(num_cpus=1)(_in_worker)
         refs = [task.remote(run, threads, a) for a in arguments]  # all submitted at once
         return (ray.get(ref) for ref in refs)
+
+
+@contextlib.contextmanager
+def ray_session(workers: Workers) -> Iterator[Any]:
+    """The ``ray`` module, connected as :func:`start_ray` connects it, and shut down on exit if
+    this call started it."""
+    ray, started = start_ray(workers)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def start_ray(workers: Workers) -> tuple[Any, bool]:

@@ -227,6 +227,7 @@ METHOD_COLORS = {
     "random": "tab:green",
     "tpe": "tab:purple",
     "halving": "tab:brown",
+    "pbt": "tab:orange",
 }
 
 
