@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stn.experiments import robustness, toy
-from stn.experiments.workers import map_runs, split
+from stn.experiments.workers import BACKENDS, Workers, map_runs, split
 
 SMALL = dict(max_cycles=60, chunk_cycles=20, snapshot_every=10, target=None)
 
@@ -45,12 +45,21 @@ def assert_same_study(one, other):
         np.testing.assert_array_equal(a.metrics["distance"], b.metrics["distance"])
 
 
-def test_a_toy_study_gives_the_same_numbers_in_two_workers():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_toy_study_gives_the_same_numbers_in_two_workers(backend):
     experiment = toy.variant("default", **SMALL)
     seeds = [5, 3, 8]
     alone = toy.study(experiment, seeds, diagnose=True, progress=False)
     assert [row["seed"] for row in alone[0]] == seeds
-    assert_same_study(alone, toy.study(experiment, seeds, diagnose=True, workers=2))
+    spread = toy.study(experiment, seeds, diagnose=True, workers=Workers(2, backend))
+    assert_same_study(alone, spread)
+
+
+def test_workers_refuse_a_bad_backend_or_an_address_without_ray():
+    with pytest.raises(ValueError, match=r"^backend='dask' is not allowed; choose one of"):
+        Workers(2, "dask")
+    with pytest.raises(ValueError, match=r"ray_address='auto' needs backend='ray'"):
+        Workers(2, "processes", "auto")
 
 
 @dataclasses.dataclass(frozen=True)

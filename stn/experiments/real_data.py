@@ -503,6 +503,20 @@ def paired_difference(
     }
 
 
+def claim_test(comparisons: Sequence[Comparison]) -> dict:
+    """The paper's claim held to a test that can fail: STN's early-stopped validation loss is
+    not worse than the best search's, i.e. the 95% bootstrap interval of the paired difference
+    (STN minus best search) reaches zero or below. ``holds`` is None with one seed (no
+    interval); the step budget is part of the claim too (``cheap``: at most a fifth)."""
+    paired = paired_difference(comparisons)
+    interval = paired["interval_95"]
+    return {
+        "holds": None if interval is None else bool(interval[0] <= 0),
+        "cheap": all(c.claim()["cheap"] for c in comparisons),
+        **{k: paired[k] for k in ("mean", "interval_95", "as_good", "seeds")},
+    }
+
+
 def bootstrap_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
     """The percentile bootstrap interval of the mean, resampling the seeds (scipy's
     ``stats.bootstrap``, seeded): None with fewer than two values, a point when all agree."""
@@ -522,18 +536,23 @@ def bootstrap_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, 
     return float(interval.low), float(interval.high)
 
 
+CLAIM_OUTCOMES = {None: "not decided with one seed", True: "**holds**", False: "**fails**"}
+
+
+def _interval_text(paired: dict) -> str:
+    if paired["interval_95"] is None:
+        return "no interval with one seed"
+    low, high = paired["interval_95"]
+    return f"95% interval [{low:+.4f}, {high:+.4f}]"
+
+
 def verdict(comparisons: Sequence[Comparison]) -> str:
     """What the run measured, in words, every number computed from the results."""
     rows = {r["method"]: r for r in summary(comparisons)}
     claims = [c.claim() for c in comparisons]
-    valid, test = paired_difference(comparisons), paired_difference(comparisons, "test_loss")
+    valid, tested = paired_difference(comparisons), paired_difference(comparisons, "test_loss")
     pbt = paired_difference(comparisons, "valid_loss", "pbt")
-
-    def interval(d: dict) -> str:
-        if d["interval_95"] is None:
-            return "no interval with one seed"
-        low, high = d["interval_95"]
-        return f"95% interval [{low:+.4f}, {high:+.4f}]"
+    test = claim_test(comparisons)
 
     ranking = sorted((m for m in rows if m not in REFERENCES), key=lambda m: rows[m]["valid_loss"])
     fraction = max(c["step_fraction"] for c in claims)
@@ -543,15 +562,17 @@ def verdict(comparisons: Sequence[Comparison]) -> str:
             f"({rows['stn']['steps']:.0f} against {rows['grid']['steps']:.0f}).",
             f"* **Validation loss:** STN was at least as good as the best search on "
             f"{valid['as_good']} of {valid['seeds']} seeds; STN minus best search: mean "
-            f"{valid['mean']:+.4f} ({interval(valid)}).",
+            f"{valid['mean']:+.4f} ({_interval_text(valid)}).",
             "* **Mean best validation loss, lowest first:** "
             + ", ".join(f"{m} {rows[m]['valid_loss']:.4f}" for m in ranking)
             + ".",
+            f"* **The claim's test** (the interval of STN minus best search reaches 0): "
+            f"{CLAIM_OUTCOMES[test['holds']]}.",
             f"* **Test loss at the best-validation checkpoint:** STN minus best search: mean "
-            f"{test['mean']:+.4f} ({interval(test)}).",
+            f"{tested['mean']:+.4f} ({_interval_text(tested)}).",
             f"* **Against PBT** (also a schedule; {rows['pbt']['steps']:.0f} steps): STN minus "
-            f"PBT, validation loss: mean {pbt['mean']:+.4f} ({interval(pbt)}); STN at least as "
-            f"good on {pbt['as_good']} of {pbt['seeds']} seeds.",
+            f"PBT, validation loss: mean {pbt['mean']:+.4f} ({_interval_text(pbt)}); STN at "
+            f"least as good on {pbt['as_good']} of {pbt['seeds']} seeds.",
             f"* **Schedule against its own values held fixed:** STN's mean best validation loss "
             f"{rows['stn']['valid_loss']:.4f}; its values held fixed in the plain network "
             f"(`fixed_stn`) {rows['fixed_stn']['valid_loss']:.4f} and in its own hypernetwork "
@@ -643,6 +664,7 @@ def write_results(
             {
                 "table": rows,
                 "claims": claims,
+                "claim_test": claim_test(comparisons),
                 "paired": {
                     m: paired_difference(comparisons, m) for m in ("valid_loss", "test_loss")
                 },

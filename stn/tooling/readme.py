@@ -80,7 +80,9 @@ def glance_real_data(real: dict) -> str:
         + ", ".join(f"{rows[m]['valid_loss']:.3f} for {m}" for m in ("tpe", "grid", "random"))
         + f". It was at least as good as the best search on {paired['as_good']} of "
         f"{paired['seeds']} seeds (STN minus best search: mean {paired['mean']:+.3f}"
-        f"{interval_text})."
+        f"{interval_text}), so the paper's claim, tested by that interval reaching 0, "
+        + ("is undecided" if interval is None else "holds" if interval[0] <= 0 else "fails")
+        + " here."
     )
 
 

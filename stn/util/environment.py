@@ -16,6 +16,7 @@ import json
 import platform
 import re
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -55,8 +56,10 @@ def locked(path: str | Path = LOCK) -> dict[str, str]:
 
 
 def installed() -> dict[str, str]:
-    """The installed distributions' versions, by normalized name."""
-    return {normalize(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    """The installed distributions' versions, by normalized name: those of the environment's
+    site-packages (not what a package vendors and puts on ``sys.path``, as Ray does)."""
+    paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    return {normalize(d.metadata["Name"]): d.version for d in metadata.distributions(path=paths)}
 
 
 def lock_differences(path: str | Path = LOCK) -> list[str]:
