@@ -261,7 +261,7 @@ PAPERMILL_CASES = {
     "toy_stn: misspelt": (
         "toy_stn",
         {"widht": 8},
-        r"^unknown parameter widht=8; allowed: batch_size, checkpoint_dir, depth, ",
+        r"^unknown parameter widht=8; allowed: backend, batch_size, checkpoint_dir, depth, ",
     ),
     "benchmark: misspelt": (
         "benchmark",
@@ -271,12 +271,12 @@ PAPERMILL_CASES = {
     "robustness: misspelt": (
         "robustness",
         {"n_seed": 30},
-        r"^unknown parameter n_seed=30; allowed: checkpoint_dir, first_seed, ",
+        r"^unknown parameter n_seed=30; allowed: backend, checkpoint_dir, first_seed, ",
     ),
     "real_data: misspelt": (
         "real_data",
         {"seed": [0]},
-        r"^unknown parameter seed=\[0\]; allowed: checkpoint_dir, dataset, ",
+        r"^unknown parameter seed=\[0\]; allowed: backend, checkpoint_dir, dataset, ",
     ),
     "real_data: type": (
         "real_data",
