@@ -67,4 +67,4 @@ def test_pbt_refuses_bad_settings():
     with pytest.raises(ValueError, match="interval=0 must be a positive integer"):
         check_pbt(4, 0, 2)
     with pytest.raises(ValueError, match=r"pbt_population=100 × pbt_interval_steps=600 exceeds"):
-        RealDataExperiment(pbt_population=100)
+        RealDataExperiment(pbt_population=100).check_pbt_budget()

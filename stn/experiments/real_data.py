@@ -191,13 +191,6 @@ class RealDataExperiment:
                 f"eval_every_steps={self.eval_every_steps} must be a multiple of train_steps + "
                 f"valid_steps = {per_cycle} (STN evaluates after whole cycles)"
             )
-        if self.pbt_population * self.pbt_interval_steps > PBT_BUDGET * self.stn_steps:
-            raise ValueError(
-                f"pbt_population={self.pbt_population} × pbt_interval_steps="
-                f"{self.pbt_interval_steps} exceeds PBT's budget, {PBT_BUDGET} × STN's "
-                f"{self.stn_steps} steps: not one round fits; lower either"
-            )
-        check_pbt(self.pbt_population, self.pbt_interval_steps, self.pbt_rounds)
         if self.stn_cycles % (self.eval_every_steps // per_cycle):
             raise ValueError(
                 f"stn_cycles={self.stn_cycles} must be a multiple of eval_every_steps / "
@@ -207,6 +200,17 @@ class RealDataExperiment:
     @property
     def stn_steps(self) -> int:
         return self.warmup_steps + self.stn_cycles * (self.train_steps + self.valid_steps)
+
+    def check_pbt_budget(self) -> None:
+        """Raise ValueError unless at least one PBT round fits in its budget (checked when the
+        comparison runs: an experiment that only trains STN needs no PBT)."""
+        if self.pbt_population * self.pbt_interval_steps > PBT_BUDGET * self.stn_steps:
+            raise ValueError(
+                f"pbt_population={self.pbt_population} × pbt_interval_steps="
+                f"{self.pbt_interval_steps} exceeds PBT's budget, {PBT_BUDGET} × STN's "
+                f"{self.stn_steps} steps: not one round fits; lower either"
+            )
+        check_pbt(self.pbt_population, self.pbt_interval_steps, self.pbt_rounds)
 
     @property
     def pbt_rounds(self) -> int:
@@ -280,6 +284,7 @@ class RealDataExperiment:
 
         ``checkpoint_dir`` and ``log_dir`` apply to the STN run (see ``Trainer.run``); the TPE study
         resumes from its storage. The baselines' trials run in ``pool`` (this process if None)."""
+        self.check_pbt_budget()
         data = self.data(seed)
         _, specs = self.problem(data)
         trainer = self.stn_trainer(seed, data)
@@ -426,6 +431,7 @@ class RealDataSettings(WorkerSettings):
     def check_together(self) -> None:
         """The claim compares one STN run with searches that each spend at least five times
         its steps."""
+        self.experiment().check_pbt_budget()
         stn_steps = self.experiment().stn_steps
         if 5 * stn_steps > self.trial_steps * self.n_trials:
             raise ValueError(
