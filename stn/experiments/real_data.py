@@ -431,8 +431,9 @@ class RealDataSettings(WorkerSettings):
     def check_together(self) -> None:
         """The claim compares one STN run with searches that each spend at least five times
         its steps."""
-        self.experiment().check_pbt_budget()
-        stn_steps = self.experiment().stn_steps
+        experiment = self.experiment()
+        experiment.check_pbt_budget()
+        stn_steps = experiment.stn_steps
         if 5 * stn_steps > self.trial_steps * self.n_trials:
             raise ValueError(
                 f"STN's {stn_steps} steps exceed a fifth of each search's "
