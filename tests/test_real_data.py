@@ -13,6 +13,7 @@ import tensorflow as tf
 from stn.experiments.baselines import (
     FixedTrainer,
     RunResult,
+    StoredTrials,
     grid_points,
     halving_search,
     random_points,
@@ -491,19 +492,24 @@ def test_tpe_asks_in_batches_and_refuses_a_bad_batch(small_task):
         tpe_search(trials, classification_specs(1), 1, 10, batch=0)
 
 
+class Quadratic:
+    """Trials whose loss is the distance of the dropout rate from 0.3, less with more steps;
+    ``fail_after`` trials, it raises (an interrupted search)."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.calls, self.fail_after, self.ran = [], fail_after, 0
+
+    def run_trials(self, points, steps, seed):
+        self.calls.append((len(points), steps))
+        for point in points:
+            if self.ran == self.fail_after:
+                raise KeyboardInterrupt
+            self.ran += 1
+            loss = abs(point["dropout_1"] - 0.3) + 1.0 / steps + seed
+            yield RunResult(dict(point), np.array([steps]), {"valid_loss": np.array([loss])}, 0)
+
+
 def test_successive_halving_spends_the_searches_budget_and_promotes_the_best():
-    class Quadratic:
-        """Trials whose loss is the distance of the dropout rate from 0.3, less with more steps."""
-
-        def __init__(self):
-            self.calls = []
-
-        def run_trials(self, points, steps, seed):
-            self.calls.append((len(points), steps))
-            for point in points:
-                loss = abs(point["dropout_1"] - 0.3) + 1.0 / steps
-                yield RunResult(dict(point), np.array([steps]), {"valid_loss": np.array([loss])}, 0)
-
     trials, specs = Quadratic(), classification_specs(1)
     result = halving_search(trials, specs, n_trials=27, steps=900, seed=4)
     assert trials.calls == [(81, 100), (27, 300), (9, 900)]
@@ -519,3 +525,22 @@ def test_successive_halving_spends_the_searches_budget_and_promotes_the_best():
         halving_search(trials, specs, 27, 900, eta=1)
     with pytest.raises(ValueError, match="steps=5 must be at least"):
         halving_search(trials, specs, 27, 5)
+
+
+def test_an_interrupted_search_resumes_from_its_optuna_storage(tmp_path):
+    """Halving stopped in its second rung, run again on the same storage, trains only the
+    trials still missing and gives the uninterrupted search's results; another seed's trials
+    are not mistaken for its own."""
+    specs, storage = classification_specs(1), f"sqlite:///{tmp_path}/trials.db"
+    whole = halving_search(Quadratic(), specs, n_trials=27, steps=900, seed=4)
+    with pytest.raises(KeyboardInterrupt):
+        halving_search(StoredTrials(Quadratic(90), storage, "h"), specs, 27, 900, seed=4)
+    again = Quadratic()
+    resumed = halving_search(StoredTrials(again, storage, "h"), specs, 27, 900, seed=4)
+    assert again.calls == [(27 - 9, 300), (9, 900)]  # 81 + 9 were stored
+    assert [r.values for r in resumed.runs] == [r.values for r in whole.runs]
+    assert [r.best() for r in resumed.runs] == [r.best() for r in whole.runs]
+    other = Quadratic()
+    halving_search(StoredTrials(other, storage, "h"), specs, 27, 900, seed=5)
+    assert other.calls == [(81, 100), (27, 300), (9, 900)]
+    assert len(optuna.load_study(study_name="h", storage=storage).trials) == 2 * (81 + 27 + 9)

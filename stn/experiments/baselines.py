@@ -4,12 +4,14 @@ The same architectures without hyper weights (``hyper=False``) are trained at fi
 hyperparameters in STN's compiled, seeded loop; grid search, random search and Optuna's TPE
 sampler choose those hyperparameters. Every trial gets the same budget of training steps, and the
 wall time of each trial is recorded. The Optuna study lives in a storage URL (a SQLite file by
-default, any RDB URL such as PostgreSQL to spread trials over machines) and resumes.
+default, any RDB URL such as PostgreSQL to spread trials over machines) and resumes; grid,
+random and halving searches record their trials in the same storage and resume too.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -393,9 +395,11 @@ def halving_search(
     return SearchResult("halving", runs)
 
 
-def open_study(study_name: str, storage: str | None, seed: int, n_trials: int) -> optuna.Study:
-    """The TPE study ``study_name`` at ``storage`` (any SQLAlchemy URL, or None for memory),
-    created or loaded; TPE starts with ⌈n_trials/3⌉ random trials (at most 10)."""
+def load_study(
+    study_name: str, storage: str | None, sampler: optuna.samplers.BaseSampler | None = None
+) -> optuna.Study:
+    """The study ``study_name`` at ``storage`` (any SQLAlchemy URL, or None for memory),
+    created or loaded."""
     if storage is not None and (not isinstance(storage, str) or "://" not in storage):
         raise ValueError(
             f"storage={storage!r} must be a database URL, e.g. 'sqlite:///optuna.db' or "
@@ -404,9 +408,6 @@ def open_study(study_name: str, storage: str | None, seed: int, n_trials: int) -
     if storage is not None and storage.startswith("sqlite:///"):  # SQLite makes no folder
         Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(
-        n_startup_trials=min(10, math.ceil(n_trials / 3)), seed=seed
-    )
     return optuna.create_study(
         study_name=study_name,
         storage=storage,
@@ -414,6 +415,57 @@ def open_study(study_name: str, storage: str | None, seed: int, n_trials: int) -
         direction="minimize",
         load_if_exists=True,
     )
+
+
+def open_study(study_name: str, storage: str | None, seed: int, n_trials: int) -> optuna.Study:
+    """The TPE study ``study_name`` at ``storage`` (see :func:`load_study`); TPE starts with
+    ⌈n_trials/3⌉ random trials (at most 10)."""
+    sampler = optuna.samplers.TPESampler(
+        n_startup_trials=min(10, math.ceil(n_trials / 3)), seed=seed
+    )
+    return load_study(study_name, storage, sampler)
+
+
+class StoredTrials:
+    """``trials`` with every finished run added to the Optuna study ``study_name`` at
+    ``storage`` (its early-stopped validation loss as the value, the run itself, its point, steps
+    and seed as attributes). Run again, a point already run with the same steps and seed is read
+    back instead of trained, so an interrupted grid, random or halving search resumes: only the
+    trials still missing run, and the results are those of an uninterrupted search."""
+
+    def __init__(self, trials: Trials, storage: str, study_name: str):
+        self.trials = trials
+        self.study = load_study(study_name, storage)
+
+    def run_trials(
+        self, points: Sequence[Mapping[str, float]], steps: int, seed: int
+    ) -> Iterator[RunResult]:
+        """The runs of ``points`` in their order (see :class:`Trials`), stored ones first read."""
+        stored: dict[str, list[RunResult]] = {}
+        for trial in _completed(self.study):
+            run = RunResult.from_dict(trial.user_attrs["run"])
+            stored.setdefault(trial.user_attrs["key"], []).append(run)
+        keys = [_trial_key(point, steps, seed) for point in points]
+        missing = [p for p, k in zip(points, keys, strict=True) if not stored.get(k)]
+        fresh = self.trials.run_trials(missing, steps, seed) if missing else iter(())
+        for key in keys:
+            if stored.get(key):
+                yield stored[key].pop(0)
+                continue
+            run = next(fresh)
+            attrs = {"key": key, "run": run.to_dict()}
+            value = run.best()["valid_loss"]
+            self.study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs))
+            yield run
+
+
+def stored(trials: Trials, storage: str | None, study_name: str) -> Trials:
+    """``trials`` recorded in ``storage`` (:class:`StoredTrials`), or as they are without one."""
+    return trials if storage is None else StoredTrials(trials, storage, study_name)
+
+
+def _trial_key(point: Mapping[str, float], steps: int, seed: int) -> str:
+    return json.dumps({"point": dict(sorted(point.items())), "steps": steps, "seed": seed})
 
 
 def tpe_search(

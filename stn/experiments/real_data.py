@@ -33,6 +33,7 @@ from stn.experiments.baselines import (
     halving_search,
     random_points,
     search,
+    stored,
     tpe_search,
 )
 from stn.experiments.pbt import check_pbt, pbt_search
@@ -325,19 +326,25 @@ class RealDataExperiment:
         self, trials: Trials, specs: list[HyperparameterSpec], seed: int, progress: bool
     ) -> dict[str, MethodResult]:
         """Grid, random and TPE search, each ``n_trials`` trials of ``trial_steps`` steps, and
-        successive halving at the same budget."""
+        successive halving at the same budget; each keeps its trials in an Optuna study at
+        ``storage`` and resumes from it."""
         steps, n = self.trial_steps, self.n_trials
         study = f"{self.dataset}-{self.model}-seed{seed}-{self.fingerprint()}"
+        kept = {
+            m: stored(trials, self.storage, f"{study}-{m}") for m in ("grid", "random", "halving")
+        }
         runs = {
-            "grid": lambda: search(trials, grid_points(specs, n), steps, seed, "grid", progress),
+            "grid": lambda: search(
+                kept["grid"], grid_points(specs, n), steps, seed, "grid", progress
+            ),
             "random": lambda: search(
-                trials, random_points(specs, n, seed), steps, seed, "random", progress
+                kept["random"], random_points(specs, n, seed), steps, seed, "random", progress
             ),
             "tpe": lambda: tpe_search(
                 trials, specs, n, steps, seed, self.storage, study, progress, self.tpe_batch
             ),
             "halving": lambda: halving_search(
-                trials, specs, n, steps, seed, HALVING_ETA, HALVING_RUNGS, progress
+                kept["halving"], specs, n, steps, seed, HALVING_ETA, HALVING_RUNGS, progress
             ),
         }
         return {method: MethodResult.from_search(run()) for method, run in runs.items()}
