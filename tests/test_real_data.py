@@ -21,10 +21,12 @@ from stn.experiments.baselines import (
     tpe_search,
 )
 from stn.experiments.real_data import (
+    SINGLE_RUNS,
     Comparison,
     MethodResult,
     RealDataExperiment,
     bootstrap_interval,
+    late_improvement,
     markdown_table,
     paired_difference,
     run_seeds,
@@ -544,3 +546,25 @@ def test_an_interrupted_search_resumes_from_its_optuna_storage(tmp_path):
     halving_search(StoredTrials(other, storage, "h"), specs, 27, 900, seed=5)
     assert other.calls == [(81, 100), (27, 300), (9, 900)]
     assert len(optuna.load_study(study_name="h", storage=storage).trials) == 2 * (81 + 27 + 9)
+
+
+def test_late_improvement_tells_a_flat_curve_from_one_still_learning():
+    """Over the last third of the steps: a curve that stopped improving gains 0, one still
+    falling gains its relative drop; the mean and the largest are over seeds."""
+    steps = np.arange(1, 7) * 100.0
+
+    def run(method, curve):
+        return MethodResult(method, {}, 600, 1.0, steps, np.minimum.accumulate(curve))
+
+    flat = np.array([1.0, 0.5, 0.4, 0.4, 0.41, 0.45])
+    falling = np.array([1.0, 0.8, 0.6, 0.5, 0.4, 0.3])  # 0.5 at step 400, 0.3 at 600
+    comparisons = [
+        Comparison(seed, {m: run(m, curve) for m in SINGLE_RUNS}, None, 0, 3)
+        for seed, curve in enumerate((flat, falling))
+    ]
+    result = late_improvement(comparisons)
+    assert set(result) == set(SINGLE_RUNS)
+    assert result["stn"]["mean"] == pytest.approx(0.4 / 2) and result["stn"]["max"] == 0.4
+    assert late_improvement(comparisons[:1])["fixed_initial"] == {"mean": 0.0, "max": 0.0}
+    with pytest.raises(ValueError, match="fraction=1.5"):
+        late_improvement(comparisons, 1.5)

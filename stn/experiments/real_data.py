@@ -531,6 +531,29 @@ def claim_test(comparisons: Sequence[Comparison]) -> dict:
     }
 
 
+#: The single training runs, whose curves show whether their budget let training flatten.
+SINGLE_RUNS = ("stn", *REFERENCES)
+
+
+def late_improvement(comparisons: Sequence[Comparison], fraction: float = 1 / 3) -> dict:
+    """For each single run (STN and the references), how much its best validation loss so far
+    improved over the last ``fraction`` of its steps, relative to its value there: the mean over
+    seeds and the largest. Near 0 once training has flattened; large while it is still
+    learning (the budget is too short)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction={fraction!r} must lie strictly between 0 and 1")
+    out = {}
+    for method in SINGLE_RUNS:
+        gains = []
+        for c in comparisons:
+            r = c.results[method]
+            cut = np.searchsorted(r.curve_steps, (1 - fraction) * r.curve_steps[-1], "right")
+            before = r.curve_loss[max(cut - 1, 0)]
+            gains.append(float((before - r.curve_loss[-1]) / before))
+        out[method] = {"mean": float(np.mean(gains)), "max": float(np.max(gains))}
+    return out
+
+
 def bootstrap_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
     """The percentile bootstrap interval of the mean, resampling the seeds (scipy's
     ``stats.bootstrap``, seeded): None with fewer than two values, a point when all agree."""
@@ -679,6 +702,7 @@ def write_results(
                 "table": rows,
                 "claims": claims,
                 "claim_test": claim_test(comparisons),
+                "late_improvement": late_improvement(comparisons),
                 "paired": {
                     m: paired_difference(comparisons, m) for m in ("valid_loss", "test_loss")
                 },

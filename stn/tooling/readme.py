@@ -146,6 +146,26 @@ def real_data_table(results: Results) -> str:
     return markdown_table(results("real_data.json")["table"]).rstrip("\n")
 
 
+def real_data_cnn(results: Results) -> str:
+    """The hyper CNN's comparison: its table, the claim's test, and whether training flattened
+    within the budget (the single runs' late improvement)."""
+    from stn.experiments.real_data import markdown_table
+
+    real = results("cnn/real_data.json")
+    test, late = real["claim_test"], real["late_improvement"]
+    interval = test["interval_95"]
+    verdict = ("is undecided" if interval is None else "holds" if interval[0] <= 0 else "fails") + (
+        "" if interval is None else f" (95% interval [{interval[0]:+.3f}, {interval[1]:+.3f}])"
+    )
+    gains = ", ".join(f"{m} {g['mean']:.3f} (at most {g['max']:.3f})" for m, g in late.items())
+    return (
+        markdown_table(real["table"])
+        + f"\nSTN minus the best search: mean {test['mean']:+.3f}; the claim's test {verdict}. "
+        "Over the last third of their steps, the single runs' best validation loss fell by, "
+        f"relative and averaged over seeds: {gains}."
+    )
+
+
 def environment(results: Results) -> str:
     """The versions and platform that made the committed results."""
     env = results("toy.json")["environment"]
@@ -164,6 +184,7 @@ SECTIONS: dict[str, Callable[[Results], str]] = {
     "population": population_table,
     "single_runs": single_run_table,
     "real_data": real_data_table,
+    "real_data_cnn": real_data_cnn,
     "environment": environment,
 }
 _BLOCK = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.DOTALL)
