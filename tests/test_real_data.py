@@ -13,11 +13,13 @@ import tensorflow as tf
 from stn.experiments.baselines import (
     FixedTrainer,
     RunResult,
+    SearchResult,
     StoredTrials,
     grid_points,
     halving_search,
     random_points,
     search,
+    stored_search,
     tpe_search,
 )
 from stn.experiments.real_data import (
@@ -568,3 +570,24 @@ def test_late_improvement_tells_a_flat_curve_from_one_still_learning():
     assert late_improvement(comparisons[:1])["fixed_initial"] == {"mean": 0.0, "max": 0.0}
     with pytest.raises(ValueError, match="fraction=1.5"):
         late_improvement(comparisons, 1.5)
+
+
+def test_a_finished_pbt_like_search_is_read_back_whole_and_an_unfinished_one_reruns(tmp_path):
+    storage, calls = f"sqlite:///{tmp_path}/whole.db", []
+
+    def search():
+        calls.append(1)
+        runs = list(Quadratic().run_trials(random_points(classification_specs(1), 3, 0), 9, 0))
+        return SearchResult("pbt", runs)
+
+    first = stored_search(search, storage, "p")
+    again = stored_search(search, storage, "p")
+    assert len(calls) == 1 and again.method == "pbt"
+    assert [r.best() for r in again.runs] == [r.best() for r in first.runs]
+    optuna.delete_study(study_name="p", storage=storage)
+    study = optuna.create_study(study_name="p", storage=storage)  # interrupted while stored
+    attrs = {"method": "pbt", "of": 3, "run": first.runs[0].to_dict()}
+    study.add_trial(optuna.trial.create_trial(value=0.0, user_attrs=attrs))
+    resumed = stored_search(search, storage, "p")
+    assert len(calls) == 2 and len(resumed.runs) == 3
+    assert len(optuna.load_study(study_name="p", storage=storage).trials) == 3

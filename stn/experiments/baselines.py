@@ -464,6 +464,31 @@ def stored(trials: Trials, storage: str | None, study_name: str) -> Trials:
     return trials if storage is None else StoredTrials(trials, storage, study_name)
 
 
+def stored_search(
+    search: Callable[[], SearchResult], storage: str | None, study_name: str
+) -> SearchResult:
+    """``search()``, kept whole in the Optuna study ``study_name`` at ``storage`` (one trial per
+    run) and read back from it once complete: for a search, such as PBT, whose runs depend on
+    each other and so resume as a whole. A study left incomplete by an interruption is
+    dropped and the search reruns."""
+    if storage is None:
+        return search()
+    study = load_study(study_name, storage)
+    done = _completed(study)
+    if done and len(done) == done[0].user_attrs["of"]:
+        runs = [RunResult.from_dict(t.user_attrs["run"]) for t in done]
+        return SearchResult(done[0].user_attrs["method"], runs)
+    if study.trials:
+        optuna.delete_study(study_name=study_name, storage=storage)
+        study = load_study(study_name, storage)
+    result = search()
+    for run in result.runs:
+        attrs = {"method": result.method, "of": len(result.runs), "run": run.to_dict()}
+        value = run.best()["valid_loss"]
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs))
+    return result
+
+
 def _trial_key(point: Mapping[str, float], steps: int, seed: int) -> str:
     return json.dumps({"point": dict(sorted(point.items())), "steps": steps, "seed": seed})
 

@@ -34,6 +34,7 @@ from stn.experiments.baselines import (
     random_points,
     search,
     stored,
+    stored_search,
     tpe_search,
 )
 from stn.experiments.pbt import check_pbt, pbt_search
@@ -223,6 +224,10 @@ class RealDataExperiment:
         settings = {k: v for k, v in asdict(self).items() if k != "storage"}
         return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
+    def study_name(self, seed: int) -> str:
+        """The Optuna study of ``seed``'s TPE search; the other searches' add a suffix."""
+        return f"{self.dataset}-{self.model}-seed{seed}-{self.fingerprint()}"
+
     def stn_config(self) -> STNConfig:
         per_cycle = self.train_steps + self.valid_steps
         return STNConfig(
@@ -329,7 +334,7 @@ class RealDataExperiment:
         successive halving at the same budget; each keeps its trials in an Optuna study at
         ``storage`` and resumes from it."""
         steps, n = self.trial_steps, self.n_trials
-        study = f"{self.dataset}-{self.model}-seed{seed}-{self.fingerprint()}"
+        study = self.study_name(seed)
         kept = {
             m: stored(trials, self.storage, f"{study}-{m}") for m in ("grid", "random", "halving")
         }
@@ -351,12 +356,16 @@ class RealDataExperiment:
 
     def _pbt(self, specs: list[HyperparameterSpec], seed: int, workers: Workers) -> MethodResult:
         """PBT of the plain network on Ray Tune, on ``workers``' Ray (a local instance of their
-        count when they are processes)."""
+        count when they are processes); kept whole in ``storage`` once finished."""
         ray_workers = Workers(workers.count, "ray", workers.address)
         trainer = functools.partial(cached_trainer, self, seed, False)
-        result = pbt_search(
-            trainer, specs, self.pbt_population, self.pbt_interval_steps, self.pbt_rounds, seed,
-            ray_workers,
+        result = stored_search(
+            lambda: pbt_search(
+                trainer, specs, self.pbt_population, self.pbt_interval_steps, self.pbt_rounds,
+                seed, ray_workers,
+            ),
+            self.storage,
+            f"{self.study_name(seed)}-pbt",
         )  # fmt: skip
         return MethodResult.from_search(result)
 
