@@ -81,9 +81,15 @@ def glance_real_data(real: dict) -> str:
         + f". It was at least as good as the best search on {paired['as_good']} of "
         f"{paired['seeds']} seeds (STN minus best search: mean {paired['mean']:+.3f}"
         f"{interval_text}), so the paper's claim, tested by that interval reaching 0, "
-        + ("is undecided" if interval is None else "holds" if interval[0] <= 0 else "fails")
+        + _outcome(interval)
         + " here."
     )
+
+
+def _outcome(interval: list[float] | None) -> str:
+    """The claim's test in words: it holds when the 95% interval of STN minus the best search
+    reaches 0."""
+    return "is undecided" if interval is None else "holds" if interval[0] <= 0 else "fails"
 
 
 def _table(header: list[str], rows: Iterable[list[str]]) -> str:
@@ -154,7 +160,7 @@ def real_data_cnn(results: Results) -> str:
     real = results("cnn/real_data.json")
     test, late = real["claim_test"], real["late_improvement"]
     interval = test["interval_95"]
-    verdict = ("is undecided" if interval is None else "holds" if interval[0] <= 0 else "fails") + (
+    verdict = _outcome(interval) + (
         "" if interval is None else f" (95% interval [{interval[0]:+.3f}, {interval[1]:+.3f}])"
     )
     gains = ", ".join(f"{m} {g['mean']:.3f} (at most {g['max']:.3f})" for m, g in late.items())
