@@ -350,6 +350,23 @@ def test_changing_a_results_number_changes_the_readme(tmp_path):
     assert readme.main([str(readme_path), "--figures", str(figures), "--check"]) == 0
 
 
+def test_the_environment_block_names_each_machine_and_lock_that_made_results():
+    """Results made on two machines, or with two locks, are listed apart; one environment is
+    one sentence; a lock other than today's is called earlier."""
+    envs = {name: environment.record() for name in readme.RESULTS_FILES}
+    one = readme.environment(lambda name: {"environment": envs[name]})
+    assert one.startswith("Made on ") and "today's `requirements.lock`" in one
+    envs["cnn/real_data.json"] = {
+        **envs["cnn/real_data.json"],
+        "platform": {**envs["cnn/real_data.json"]["platform"], "cpu": "Other CPU"},
+        "lock_sha256": "0" * 64,
+    }
+    two = readme.environment(lambda name: {"environment": envs[name]}).splitlines()
+    assert len(two) == 2 and two[1].startswith("- `cnn/real_data.json`: made on ")
+    assert "(Other CPU)" in two[1] and "an earlier `requirements.lock`" in two[1]
+    assert two[0].startswith("- `toy.json`, `robustness.json`, ") and "Other CPU" not in two[0]
+
+
 def test_an_unknown_readme_block_is_refused():
     with pytest.raises(ValueError, match="README block 'nope' is unknown"):
         readme.render("<!-- results:nope -->\n<!-- /results:nope -->", FIGURES)

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from stn.util import environment as environment_record
 from stn.util.io import write_atomic
 
 Results = Callable[[str], dict]
@@ -172,15 +173,41 @@ def real_data_cnn(results: Results) -> str:
     )
 
 
+#: The results files whose environment the README reports, in the order it lists them.
+RESULTS_FILES = (
+    "toy.json",
+    "robustness.json",
+    "speed.json",
+    "best_response.json",
+    "real_data.json",
+    "cnn/real_data.json",
+)
+
+
 def environment(results: Results) -> str:
-    """The versions and platform that made the committed results."""
-    env = results("toy.json")["environment"]
+    """The versions and platforms that made the committed results, one line per environment
+    (results files made apart, on different machines or locks, each say so)."""
+    groups: dict[str, list[str]] = {}
+    for name in RESULTS_FILES:
+        groups.setdefault(_environment_line(results(name)["environment"]), []).append(name)
+    if len(groups) == 1:
+        return f"Made on {next(iter(groups))}"
+    return "\n".join(f"- `{'`, `'.join(names)}`: made on {line}" for line, names in groups.items())
+
+
+def _environment_line(env: dict) -> str:
+    """One environment in words; its lock named by hash, and whether it is today's lock."""
     p = env["platform"]
     packages = ", ".join(f"{name} {version}" for name, version in env["packages"].items())
+    digest = env["lock_sha256"]
+    which = (
+        "today's `requirements.lock`"
+        if digest == environment_record.lock_digest()
+        else "an earlier `requirements.lock` (see `git log requirements.lock`)"
+    )
     return (
-        f"Made on {p['system']} {p['machine']} ({p['cpu']}), {p['python']}, {p['libc']}, with "
-        f"{packages}; every other package as pinned in `requirements.lock` "
-        f"(sha256 `{env['lock_sha256'][:12]}…`)."
+        f"{p['system']} {p['machine']} ({p['cpu']}), {p['python']}, {p['libc']}, with "
+        f"{packages}; every other package as pinned in {which}, sha256 `{digest[:12]}…`."
     )
 
 

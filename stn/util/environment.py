@@ -104,12 +104,18 @@ def platform_record() -> dict[str, str]:
     }
 
 
+def lock_digest(lock: str | Path = LOCK) -> str | None:
+    """The sha256 of the lock file (None when there is none), which names the lock a result
+    was made with."""
+    lock = Path(lock)
+    return hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None
+
+
 def record(lock: str | Path = LOCK) -> dict[str, object]:
     """The environment stamp of a result: platform, key package versions, and the lock's digest
     with whether the installed packages match it exactly."""
     have = installed()
-    lock = Path(lock)
-    digest = hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None
+    digest = lock_digest(lock)
     return {
         "platform": platform_record(),
         "packages": {name: have.get(name) for name in KEY_PACKAGES},
