@@ -147,18 +147,21 @@ def single_run_table(results: Results) -> str:
 
 
 def real_data_table(results: Results) -> str:
-    """The real-data table (mean ± sd over seeds), as the notebook writes it."""
-    from stn.experiments.real_data import markdown_table
-
-    return markdown_table(results("real_data.json")["table"]).rstrip("\n")
+    """The MLP's comparison (``real_data.json``): see :func:`comparison`."""
+    return comparison(results("real_data.json"))
 
 
 def real_data_cnn(results: Results) -> str:
-    """The hyper CNN's comparison: its table, the claim's test, and whether training flattened
-    within the budget (the single runs' late improvement)."""
+    """The hyper CNN's comparison (``cnn/real_data.json``): see :func:`comparison`."""
+    return comparison(results("cnn/real_data.json"))
+
+
+def comparison(real: dict) -> str:
+    """A real-data comparison: its table (mean ± sd over seeds, as the notebook writes it),
+    the claim's test, and whether training flattened within the budget (the single runs' late
+    improvement)."""
     from stn.experiments.real_data import markdown_table
 
-    real = results("cnn/real_data.json")
     test, late = real["claim_test"], real["late_improvement"]
     interval = test["interval_95"]
     verdict = _outcome(interval) + (
