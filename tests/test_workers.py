@@ -85,6 +85,27 @@ def test_the_robustness_study_gives_the_same_numbers_in_two_workers():
     assert record["variants"]["default"]["runs"] == 3
 
 
+@dataclasses.dataclass(frozen=True)
+class OneVariant(robustness.RobustnessSettings):
+    """The robustness study cut to one variant, early-stopped or not as ``target`` says."""
+
+    def experiments(self):
+        return {"default": toy.variant("default", **{**SMALL, "target": self.target})}
+
+
+def test_a_robustness_study_with_fewer_variants_than_workers_splits_their_seeds():
+    """One variant on two workers: its seeds are split between them, and the study is the one
+    run in this process, seed by seed."""
+    settings = dict(
+        n_seeds=3, first_seed=20, max_cycles=60, target=None, min_default_rate=0.5,
+        min_group=1, output_dir="unused", checkpoint_dir=None, population=1,
+    )  # fmt: skip
+    alone = robustness.run(OneVariant(workers=1, **settings), progress=False)
+    both = robustness.run(OneVariant(workers=2, **settings), progress=False)
+    assert [row["seed"] for row in both["default"][0]] == [20, 21, 22]
+    assert_same_study(alone["default"], both["default"])
+
+
 def test_a_study_in_populations_is_its_single_runs_and_ignores_the_workers():
     """Seeds in populations of 2 (the last one alone): within 200 cycles each row matches its
     single run (to rounding, diagnostics included), and dealing the populations to two workers

@@ -52,18 +52,25 @@ def run(settings: RobustnessSettings, progress: bool = True) -> Study:
     With ``settings.checkpoint_dir`` each variant checkpoints into a folder of its own, so a
     rerun skips the finished runs. Each variant's seeds run in populations of
     ``settings.population`` (see :func:`stn.experiments.toy.study`), and with
-    ``settings.workers`` > 1 those are dealt to that many workers
-    (:mod:`stn.experiments.workers`); no number depends on the workers."""
+    ``settings.workers`` > 1 the variants are dealt to that many workers
+    (:mod:`stn.experiments.workers`); no number depends on the workers.
+
+    A task is a whole variant, so each compiles once, and its seeds are split only when there
+    are fewer variants than workers. The variants that run every seed to the full budget go
+    first, the longest tasks first, so the workers finish together."""
     experiments, seeds, workers = settings.experiments(), settings.seeds, settings.pool()
-    parts = split(seeds, workers.count, group=settings.population)
-    show = progress and len(parts) == 1
+    per_variant = -(-workers.count // len(experiments))  # ceil: enough parts to fill workers
+    parts = split(seeds, per_variant, group=settings.population)
+    show = progress and workers.count == 1
+    order = sorted(experiments, key=lambda name: experiments[name].target is not None)
     args = [
-        (experiment, part, True, show, _checkpoints(settings, name), 1, settings.population)
-        for name, experiment in experiments.items()
+        (experiments[name], part, True, show, _checkpoints(settings, name), 1, settings.population)
+        for name in order
         for part in parts
     ]
     done = iter(map_runs(toy.study, args, workers))
-    return {name: toy.merge_studies(seeds, [next(done) for _ in parts]) for name in experiments}
+    studies = {name: toy.merge_studies(seeds, [next(done) for _ in parts]) for name in order}
+    return {name: studies[name] for name in experiments}
 
 
 def _checkpoints(settings: RobustnessSettings, name: str) -> Path | None:
