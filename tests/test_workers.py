@@ -62,6 +62,13 @@ def test_workers_refuse_a_bad_backend_or_an_address_without_ray():
         Workers(2, "processes", "auto")
 
 
+#: A robustness study's settings for the tests: 3 seeds of a short run, without early stopping.
+STUDY = dict(
+    n_seeds=3, max_cycles=60, target=None, min_default_rate=0.5, min_group=1,
+    output_dir="unused", checkpoint_dir=None, population=1,
+)  # fmt: skip
+
+
 @dataclasses.dataclass(frozen=True)
 class TwoVariants(robustness.RobustnessSettings):
     """The robustness study cut to two variants and a short run."""
@@ -71,10 +78,7 @@ class TwoVariants(robustness.RobustnessSettings):
 
 
 def test_the_robustness_study_gives_the_same_numbers_in_two_workers():
-    settings = dict(
-        n_seeds=3, first_seed=10, max_cycles=60, target=None, min_default_rate=0.5,
-        min_group=1, output_dir="unused", checkpoint_dir=None, population=1,
-    )  # fmt: skip
+    settings = {**STUDY, "first_seed": 10}
     alone = robustness.run(TwoVariants(workers=1, **settings), progress=False)
     both = robustness.run(TwoVariants(workers=2, **settings), progress=False)
     assert list(both) == ["default", "per-layer scale"]
@@ -87,19 +91,16 @@ def test_the_robustness_study_gives_the_same_numbers_in_two_workers():
 
 @dataclasses.dataclass(frozen=True)
 class OneVariant(robustness.RobustnessSettings):
-    """The robustness study cut to one variant, early-stopped or not as ``target`` says."""
+    """The robustness study cut to one variant and a short run."""
 
     def experiments(self):
-        return {"default": toy.variant("default", **{**SMALL, "target": self.target})}
+        return {"default": toy.variant("default", **SMALL)}
 
 
 def test_a_robustness_study_with_fewer_variants_than_workers_splits_their_seeds():
     """One variant on two workers: its seeds are split between them, and the study is the one
     run in this process, seed by seed."""
-    settings = dict(
-        n_seeds=3, first_seed=20, max_cycles=60, target=None, min_default_rate=0.5,
-        min_group=1, output_dir="unused", checkpoint_dir=None, population=1,
-    )  # fmt: skip
+    settings = {**STUDY, "first_seed": 20}
     alone = robustness.run(OneVariant(workers=1, **settings), progress=False)
     both = robustness.run(OneVariant(workers=2, **settings), progress=False)
     assert [row["seed"] for row in both["default"][0]] == [20, 21, 22]

@@ -56,8 +56,8 @@ def run(settings: RobustnessSettings, progress: bool = True) -> Study:
     (:mod:`stn.experiments.workers`); no number depends on the workers.
 
     A task is a whole variant, so each compiles once, and its seeds are split only when there
-    are fewer variants than workers. The variants that run every seed to the full budget go
-    first, the longest tasks first, so the workers finish together."""
+    are fewer variants than workers. The variants without early stopping, which run every seed
+    to the full budget, go first: the longest tasks start first, so the workers finish together."""
     experiments, seeds, workers = settings.experiments(), settings.seeds, settings.pool()
     per_variant = -(-workers.count // len(experiments))  # ceil: enough parts to fill workers
     parts = split(seeds, per_variant, group=settings.population)
