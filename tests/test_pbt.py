@@ -6,12 +6,13 @@ import functools
 import numpy as np
 import pytest
 import ray
+from ray.train._internal.storage import StorageContext
 
-from stn.experiments import real_data
+from stn.experiments import pbt, real_data
 from stn.experiments.baselines import bounds
 from stn.experiments.pbt import check_pbt, pbt_search
 from stn.experiments.real_data import RealDataExperiment
-from stn.experiments.workers import Workers
+from stn.experiments.workers import Workers, ray_session
 
 EXPERIMENT = RealDataExperiment(
     n_train=100, n_valid=100, warmup_steps=15, stn_cycles=5, trial_steps=30, n_trials=3,
@@ -68,3 +69,27 @@ def test_pbt_refuses_bad_settings():
         check_pbt(4, 0, 2)
     with pytest.raises(ValueError, match=r"pbt_population=100 × pbt_interval_steps=600 exceeds"):
         RealDataExperiment(pbt_population=100).check_pbt_budget()
+
+
+def test_a_member_stores_each_round_apart_even_when_tunes_count_lags(tmp_path, monkeypatch):
+    """Tune numbers stored checkpoints from its driver's count, which lags a member that resumes
+    before its last save is registered. A member names them by round, so round 2's save cannot
+    overwrite round 1's, which an exploiting member may still restore."""
+    monkeypatch.setattr(pbt, "limit_threads", lambda threads: None)  # TF already runs here
+    _, specs = EXPERIMENT.problem(EXPERIMENT.data(SEED))
+    config = {
+        "trainer": functools.partial(real_data.cached_trainer, EXPERIMENT, SEED, False),
+        "point": {s.name: s.initial for s in specs}, "seed": SEED, "interval": 15, "threads": 1,
+    }  # fmt: skip
+    with ray_session(Workers(1, "ray")):  # Tune's storage lives in a Ray session
+        storage = StorageContext(str(tmp_path), "experiment", trial_dir_name="member")
+        member = pbt.Member(config, storage=storage)
+        member.train()
+        round_one = member.save().checkpoint
+        storage.current_checkpoint_index = -1  # the driver has not registered that save yet
+        round_two = member.train()["valid_loss"]
+        assert member.save().checkpoint.path != round_one.path
+        stored = sorted((tmp_path / "experiment" / "member").glob("checkpoint_*"))
+        assert [p.name for p in stored] == ["checkpoint_000001", "checkpoint_000002"]
+        member.restore(round_one)
+        assert member.train()["valid_loss"] == round_two

@@ -67,7 +67,16 @@ class Member(tune.Trainable):
         return {"valid_loss": float(run.metrics["valid_loss"][-1]), "run": run.to_dict()}
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
+        """The trainer's state after this round, stored by Tune as ``checkpoint_<round>``.
+
+        Tune numbers a member's stored checkpoints from a count its driver keeps, and that count
+        lags when a member resumes before the driver has registered its last save: the next save
+        then overwrites the previous round's, which a member exploiting this one may not have
+        restored yet (and would then start a round ahead). A member's state after round r is
+        one state however often it is saved, so naming the copy by the round cannot clash."""
         self.trainer.state().write(os.path.join(checkpoint_dir, "state"))
+        if self._storage is not None:  # None outside Tune: nothing is copied
+            self._storage.current_checkpoint_index = self.iteration - 1  # Tune adds one
 
     def load_checkpoint(self, checkpoint: str) -> None:
         self.trainer.state().read(os.path.join(checkpoint, "state")).assert_consumed()
