@@ -36,7 +36,7 @@ from stn.experiments.real_data import (
 )
 from stn.experiments.workers import BACKENDS, WorkerPool, Workers
 from stn.method.hyperparameters import DTYPE
-from stn.method.layers import HyperConv2D, per_example_dropout
+from stn.method.layers import HyperConv2D, conv2d, max_pool_2x2, per_example_dropout
 from stn.method.models import HyperCNN, HyperMLP
 from stn.method.stn import STN, STNConfig, init_seed, stream
 from stn.tasks import classification as stn_data
@@ -97,6 +97,38 @@ def test_hyperconv2d_groups_and_shapes():
     assert layer(tf.zeros([2, 8, 8, 1], DTYPE), tf.zeros([2, 4], DTYPE)).shape == (2, 8, 8, 8)
     with pytest.raises(ValueError, match="padding='same'"):
         HyperConv2D(1, 8, 3, 4, tf.random.Generator.from_seed(0), padding="same")
+
+
+@pytest.mark.parametrize("kernel", [(3, 3), (2, 4), (1, 1)])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_conv2d_equals_tensorflows_forward_and_backward(kernel, padding):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(3, 7, 6, 2)), DTYPE)
+    w = tf.constant(rng.normal(size=(*kernel, 2, 5)), DTYPE)
+    outs = []
+    for conv in (conv2d, lambda x, w, p: tf.nn.conv2d(x, w, 1, p)):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            y = conv(x, w, padding)
+            loss = tf.reduce_sum(tf.sin(y))
+        outs.append([y, *tape.gradient(loss, [x, w])])
+    for ours, theirs in zip(*outs, strict=True):
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (4, 5), (3, 3), (1, 2)])
+def test_max_pool_2x2_equals_tensorflows_same_pooling(size):
+    x = tf.constant(np.random.default_rng(1).normal(size=(2, *size, 3)), DTYPE)
+    outs = []
+    for pool in (max_pool_2x2, lambda x: tf.nn.max_pool2d(x, 2, 2, "SAME")):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = pool(x)
+            loss = tf.reduce_sum(tf.sin(y))
+        outs.append([y, tape.gradient(loss, x)])
+    for ours, theirs in zip(*outs, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
 # -- per-example inverted dropout -----------------------------------------------------------------

@@ -127,6 +127,34 @@ def _response(hnet_input: tf.Tensor, scale: tf.Variable, rank: int) -> tf.Tensor
     return tf.reshape(s, tf.concat([tf.shape(s)[:1], [1] * (rank - 2), tf.shape(s)[1:]], 0))
 
 
+def conv2d(x: tf.Tensor, w: tf.Tensor, padding: str) -> tf.Tensor:
+    """``tf.nn.conv2d(x, w, 1, padding)`` as one matrix product over x's patches (im2col).
+
+    XLA:CPU runs a float64 convolution as a plain loop nest; as a matrix product it runs in Eigen,
+    4-5× faster forward and backward on the hyper CNN's layers, with the same numbers.
+    x [batch, height, width, in], w [k_h, k_w, in, out] → [batch, height', width', out]."""
+    k_h, k_w, c_in, c_out = w.shape
+    if padding == "SAME":  # TensorFlow's: the odd pixel of an even kernel goes below and right
+        x = tf.pad(x, [[0, 0], [(k_h - 1) // 2, k_h // 2], [(k_w - 1) // 2, k_w // 2], [0, 0]])
+    height, width = x.shape[1] - k_h + 1, x.shape[2] - k_w + 1
+    patches = tf.concat(
+        [x[:, i : i + height, j : j + width, :] for i in range(k_h) for j in range(k_w)], -1
+    )
+    y = tf.matmul(tf.reshape(patches, [-1, k_h * k_w * c_in]), tf.reshape(w, [-1, c_out]))
+    return tf.reshape(y, tf.concat([tf.shape(x)[:1], [height, width, c_out]], 0))
+
+
+def max_pool_2x2(x: tf.Tensor) -> tf.Tensor:
+    """``tf.nn.max_pool2d(x, 2, 2, "SAME")`` as a maximum over a reshape, which XLA:CPU runs
+    faster than its pooling window (and its gradient). An odd height or width is padded below or
+    right with the dtype's lowest value, which no window's maximum takes, as SAME pooling does.
+    x [batch, height, width, channels] → [batch, ⌈height/2⌉, ⌈width/2⌉, channels]."""
+    _, height, width, channels = x.shape
+    x = tf.pad(x, [[0, 0], [0, height % 2], [0, width % 2], [0, 0]], constant_values=x.dtype.min)
+    blocks = tf.reshape(x, [-1, (height + 1) // 2, 2, (width + 1) // 2, 2, channels])
+    return tf.reduce_max(blocks, axis=[2, 4])
+
+
 class HyperConv2D(HyperLayer):
     """A 2-D convolution whose filters respond affinely to the hyperparameters, one scalar per
     output channel (the paper's CNN):
@@ -170,7 +198,7 @@ class HyperConv2D(HyperLayer):
                 f"hnet_input has shape {hnet_input.shape}; a HyperConv2D takes [batch, H] (one "
                 "run): it does not run a population, so give one seed per run"
             )
-        both = tf.nn.conv2d(x, tf.concat([self.w, self.w_hyper], -1), 1, self.padding)
+        both = conv2d(x, tf.concat([self.w, self.w_hyper], -1), self.padding)
         elementary, hyper = tf.split(both, 2, axis=-1)
         response = _response(hnet_input, self.v, 4) * hyper
         response += _response(hnet_input, self.c, 4) * self.b_hyper
@@ -236,7 +264,7 @@ class Conv2D(PlainLayer):
         self.b = _uniform(generator, [out_channels], fan_in, "b")
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
-        return tf.nn.conv2d(x, self.w, 1, self.padding) + self.b
+        return conv2d(x, self.w, self.padding) + self.b
 
 
 def per_example_dropout(x: tf.Tensor, rate: tf.Tensor, generator: tf.random.Generator) -> tf.Tensor:

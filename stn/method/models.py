@@ -6,7 +6,14 @@ import math
 
 import tensorflow as tf
 
-from stn.method.layers import Conv2D, Dense, HyperConv2D, HyperDense, per_example_dropout
+from stn.method.layers import (
+    Conv2D,
+    Dense,
+    HyperConv2D,
+    HyperDense,
+    max_pool_2x2,
+    per_example_dropout,
+)
 from stn.util.checks import check_choice, is_positive_int
 
 #: a batch of data: inputs, and targets where the task has them
@@ -226,5 +233,5 @@ class HyperCNN(_Classifier):
     def _block(self, i: int, h: tf.Tensor, hnet_input: tf.Tensor | None) -> tf.Tensor:
         if i < self.n_conv:
             h = tf.nn.relu(self.layers[i](h, hnet_input))
-            return tf.nn.max_pool2d(h, 2, 2, "SAME")
+            return max_pool_2x2(h)
         return tf.nn.relu(self.layers[i](_flatten(h, hnet_input), hnet_input))
