@@ -109,32 +109,28 @@ def test_a_task_without_population_support_is_refused():
         STN(Plain(), [x_range_spec()], lambda n, g: None, seed=(1, 2))
 
 
-def test_a_hyper_mlp_member_is_the_single_run_of_its_seed():
+@pytest.mark.parametrize("architecture", ["mlp", "cnn"])
+def test_a_classifier_member_is_the_single_run_of_its_seed(architecture):
     """The classification task with every augmentation, dropout per block and a tuned weight
-    decay: each member of a population is the single run of its seed."""
-    from stn.method.models import HyperMLP
+    decay, on the hyper MLP and the hyper CNN: each member of a population is the single run of
+    its seed."""
+    from stn.method.models import HyperCNN, HyperMLP
     from stn.method.stn import STN, STNConfig
     from stn.tasks.classification import ClassificationTask, classification_specs, load_dataset
     from stn.training.loop import Trainer
 
+    def model(n_hyper, generator):
+        if architecture == "mlp":
+            return HyperMLP(n_hyper, generator, hidden=(32, 32))
+        return HyperCNN(n_hyper, generator, channels=(4, 8), dense_units=16)
+
     data = load_dataset("digits", 0, n_train=300, n_valid=100)
-    specs = classification_specs(2, weight_decay=1e-4)
+    n_dropout = model(1, tf.random.Generator.from_seed(0)).n_dropout
+    specs = classification_specs(n_dropout, weight_decay=1e-4)
     task = ClassificationTask(data, [s.name for s in specs], batch_size=16, valid_batch_size=20)
     config = STNConfig(max_cycles=40, target=None, chunk_cycles=20, snapshot_every=20)
-
-    def model(n_hyper, generator):
-        return HyperMLP(n_hyper, generator, hidden=(32, 32))
-
     members = Trainer(STN(task, specs, model, config, seed=SEEDS)).run()
     single = Trainer(STN(task, specs, model, config, seed=SEEDS[0]))
     for seed, member in zip(SEEDS, members, strict=True):
         single.reset(seed)
         _close(member, single.run())
-
-
-def test_a_hyper_cnn_refuses_a_population_by_name():
-    from stn.method.models import HyperCNN
-
-    model = HyperCNN(1, PopulationGenerator(SEEDS), channels=(4,), dense_units=8)
-    with pytest.raises(ValueError, match="does not run a population"):
-        model(tf.zeros([2, 5, 8, 8, 1], tf.float64), tf.zeros([2, 5, 1], tf.float64))

@@ -68,6 +68,8 @@ class BenchmarkSettings(Settings):
     population_cycles: int = setting(ge=1)
     mlp_population_sizes: list[int] = setting(min_length=1, items={"ge": 1})
     mlp_population_cycles: int = setting(ge=25)  # a multiple of the evaluation interval, 25
+    cnn_population_sizes: list[int] = setting(min_length=1, items={"ge": 1})
+    cnn_population_cycles: int = setting(ge=25)  # a multiple of the evaluation interval, 25
     population_workers: int = setting(ge=1)
     single_run_variants: list[str] = setting(min_length=1)
     output_dir: str = setting()
@@ -78,7 +80,7 @@ class BenchmarkSettings(Settings):
                 raise ValueError(
                     f"single_run_variants contains {name!r}; allowed: {', '.join(VARIANTS)}"
                 )
-        for name in ("population_sizes", "mlp_population_sizes"):
+        for name in ("population_sizes", "mlp_population_sizes", "cnn_population_sizes"):
             if getattr(self, name)[0] != 1:
                 raise ValueError(
                     f"{name}={getattr(self, name)!r} must start at 1: the gain of a "
@@ -201,23 +203,24 @@ class ToyWorkload:
 
 
 @dataclasses.dataclass(frozen=True)
-class MLPWorkload:
-    """The real-data STN (the hyper MLP on digits, no warm-up) as a workload: runs of
-    ``cycles`` cycles, all on the split of data seed 0."""
+class ClassifierWorkload:
+    """The real-data STN (``experiment``'s hyper MLP or hyper CNN on digits, no warm-up) as a
+    workload: runs of ``cycles`` cycles, all on the split of data seed 0."""
 
     experiment: RealDataExperiment
     cycles: int
-    name: str = "mlp"
+
+    @property
+    def name(self) -> str:
+        return self.experiment.model
 
     def build(self, seed: int | tuple[int, ...]) -> Trainer:
         # RealDataExperiment names ``cycles`` if it is no whole number of evaluation intervals
-        exp = dataclasses.replace(
-            self.experiment, model="mlp", warmup_steps=0, stn_cycles=self.cycles
-        )
+        exp = dataclasses.replace(self.experiment, warmup_steps=0, stn_cycles=self.cycles)
         return exp.stn_trainer(seed, exp.data(0))
 
 
-Workload = ToyWorkload | MLPWorkload
+Workload = ToyWorkload | ClassifierWorkload
 
 
 def population_benchmark(

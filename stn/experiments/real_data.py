@@ -272,7 +272,7 @@ class RealDataExperiment:
 
     def stn_trainer(self, seed: int | Sequence[int], data: ImageDataset) -> Trainer:
         """The STN run of ``seed`` on ``data``, or a population of runs on it when ``seed`` is
-        a sequence (the MLP only; see :mod:`stn.method.population`)."""
+        a sequence (see :mod:`stn.method.population`)."""
         task, specs = self.problem(data)
         model_fn = functools.partial(self.model_fn, data=data)
         return Trainer(STN(task, specs, model_fn, self.stn_config(), seed=seed))

@@ -121,10 +121,11 @@ class HyperDense(HyperLayer):
         return elementary + response
 
 
-def _response(hnet_input: tf.Tensor, scale: tf.Variable, rank: int) -> tf.Tensor:
-    """λV (or λC) [batch, out] reshaped to broadcast over an activation of the given rank."""
-    s = tf.matmul(hnet_input, scale)
-    return tf.reshape(s, tf.concat([tf.shape(s)[:1], [1] * (rank - 2), tf.shape(s)[1:]], 0))
+def _per_channel(s: tf.Tensor) -> tf.Tensor:
+    """A value per output channel, [..., out] (λV or λC [batch, out], or a bias), given two axes
+    to broadcast over the height and width of a convolution's output [..., height, width, out]
+    (a population's bias [P, 1, out] thus broadcasts over its [P, batch, height, width, out])."""
+    return s[..., tf.newaxis, tf.newaxis, :] if s.shape.rank > 1 else s
 
 
 def conv2d(x: tf.Tensor, w: tf.Tensor, padding: str) -> tf.Tensor:
@@ -132,27 +133,32 @@ def conv2d(x: tf.Tensor, w: tf.Tensor, padding: str) -> tf.Tensor:
 
     XLA:CPU runs a float64 convolution as a plain loop nest; as a matrix product it runs in Eigen,
     4-5× faster forward and backward on the hyper CNN's layers, with the same numbers.
-    x [batch, height, width, in], w [k_h, k_w, in, out] → [batch, height', width', out]."""
-    k_h, k_w, c_in, c_out = w.shape
+    x [batch, height, width, in], w [k_h, k_w, in, out] → [batch, height', width', out]; a
+    population's x [P, batch, ...] and w [P, k_h, k_w, in, out] give [P, batch, ...]."""
+    k_h, k_w, c_in, c_out = w.shape[-4:]
+    lead = w.shape.rank - 4  # 1 in a population
     if padding == "SAME":  # TensorFlow's: the odd pixel of an even kernel goes below and right
-        x = tf.pad(x, [[0, 0], [(k_h - 1) // 2, k_h // 2], [(k_w - 1) // 2, k_w // 2], [0, 0]])
-    height, width = x.shape[1] - k_h + 1, x.shape[2] - k_w + 1
+        spatial = [[(k_h - 1) // 2, k_h // 2], [(k_w - 1) // 2, k_w // 2], [0, 0]]
+        x = tf.pad(x, [[0, 0]] * (x.shape.rank - 3) + spatial)
+    height, width = x.shape[-3] - k_h + 1, x.shape[-2] - k_w + 1
     patches = tf.concat(
-        [x[:, i : i + height, j : j + width, :] for i in range(k_h) for j in range(k_w)], -1
+        [x[..., i : i + height, j : j + width, :] for i in range(k_h) for j in range(k_w)], -1
     )
-    y = tf.matmul(tf.reshape(patches, [-1, k_h * k_w * c_in]), tf.reshape(w, [-1, c_out]))
-    return tf.reshape(y, tf.concat([tf.shape(x)[:1], [height, width, c_out]], 0))
+    rows = tf.reshape(patches, tf.concat([tf.shape(x)[:lead], [-1, k_h * k_w * c_in]], 0))
+    y = tf.matmul(rows, tf.reshape(w, [*w.shape[:lead], k_h * k_w * c_in, c_out]))
+    return tf.reshape(y, tf.concat([tf.shape(patches)[:-1], [c_out]], 0))
 
 
 def max_pool_2x2(x: tf.Tensor) -> tf.Tensor:
     """``tf.nn.max_pool2d(x, 2, 2, "SAME")`` as a maximum over a reshape, which XLA:CPU runs
     faster than its pooling window (and its gradient). An odd height or width is padded below or
     right with the dtype's lowest value, which no window's maximum takes, as SAME pooling does.
-    x [batch, height, width, channels] → [batch, ⌈height/2⌉, ⌈width/2⌉, channels]."""
-    _, height, width, channels = x.shape
-    x = tf.pad(x, [[0, 0], [0, height % 2], [0, width % 2], [0, 0]], constant_values=x.dtype.min)
-    blocks = tf.reshape(x, [-1, (height + 1) // 2, 2, (width + 1) // 2, 2, channels])
-    return tf.reduce_max(blocks, axis=[2, 4])
+    x [..., height, width, channels] → [..., ⌈height/2⌉, ⌈width/2⌉, channels]."""
+    height, width, channels = x.shape[-3:]
+    odd = [[0, height % 2], [0, width % 2], [0, 0]]
+    x = tf.pad(x, [[0, 0]] * (x.shape.rank - 3) + odd, constant_values=x.dtype.min)
+    blocks = [(height + 1) // 2, 2, (width + 1) // 2, 2, channels]
+    return tf.reduce_max(tf.reshape(x, tf.concat([tf.shape(x)[:-3], blocks], 0)), axis=[-4, -2])
 
 
 class HyperConv2D(HyperLayer):
@@ -192,17 +198,13 @@ class HyperConv2D(HyperLayer):
         self._init_weights(generator, shape, out_channels, fan_in, n_hyper, per_unit, hyper_init)
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor) -> tf.Tensor:
-        """x [batch, height, width, in], hnet_input [batch, H] → [batch, height', width', out]."""
-        if len(hnet_input.shape) != 2:
-            raise ValueError(
-                f"hnet_input has shape {hnet_input.shape}; a HyperConv2D takes [batch, H] (one "
-                "run): it does not run a population, so give one seed per run"
-            )
+        """x [batch, height, width, in], hnet_input [batch, H] → [batch, height', width', out];
+        a population's x [P, batch, ...] and hnet_input [P, batch, H] give [P, batch, ...]."""
         both = conv2d(x, tf.concat([self.w, self.w_hyper], -1), self.padding)
         elementary, hyper = tf.split(both, 2, axis=-1)
-        response = _response(hnet_input, self.v, 4) * hyper
-        response += _response(hnet_input, self.c, 4) * self.b_hyper
-        return elementary + self.b + response
+        response = _per_channel(tf.matmul(hnet_input, self.v)) * hyper
+        response += _per_channel(tf.matmul(hnet_input, self.c)) * _per_channel(self.b_hyper)
+        return elementary + _per_channel(self.b) + response
 
 
 class PlainLayer(tf.Module):
@@ -264,7 +266,7 @@ class Conv2D(PlainLayer):
         self.b = _uniform(generator, [out_channels], fan_in, "b")
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
-        return conv2d(x, self.w, self.padding) + self.b
+        return conv2d(x, self.w, self.padding) + _per_channel(self.b)
 
 
 def per_example_dropout(x: tf.Tensor, rate: tf.Tensor, generator: tf.random.Generator) -> tf.Tensor:

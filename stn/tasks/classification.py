@@ -218,7 +218,7 @@ class ClassificationTask:
     """
 
     stop_metric = "valid_loss"
-    supports_population = True  # with a hyper MLP: batches may carry a leading member axis
+    supports_population = True  # batches may carry a leading member axis
 
     def __init__(
         self,

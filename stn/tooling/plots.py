@@ -178,7 +178,8 @@ def _population_panel(
     run with the compile) beside the same runs as single runs in worker processes (squares),
     and the toy's one-run costs in TensorFlow and JAX (horizontal lines, steady)."""
     sizes = sorted({r["members"] for rows in population.values() for r in rows})
-    for (name, rows), color in zip(population.items(), ("tab:blue", "tab:green"), strict=False):
+    workload_colors = ("tab:blue", "tab:green", "tab:red")
+    for (name, rows), color in zip(population.items(), workload_colors, strict=False):
         lines = (
             ("us_per_member_cycle", "o-", 1.0, "population"),
             ("first_run_us_per_member_cycle", "o--", 0.5, "population, first run (compile)"),
