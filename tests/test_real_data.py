@@ -99,36 +99,35 @@ def test_hyperconv2d_groups_and_shapes():
         HyperConv2D(1, 8, 3, 4, tf.random.Generator.from_seed(0), padding="same")
 
 
+def _value_and_gradients(f, *inputs: tf.Tensor) -> list[np.ndarray]:
+    """f(*inputs) and the gradient of Σ sin(f) with respect to each input."""
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        y = f(*inputs)
+        loss = tf.reduce_sum(tf.sin(y))
+    return [t.numpy() for t in (y, *tape.gradient(loss, inputs))]
+
+
 @pytest.mark.parametrize("kernel", [(3, 3), (2, 4), (1, 1)])
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 def test_conv2d_equals_tensorflows_forward_and_backward(kernel, padding):
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(3, 7, 6, 2)), DTYPE)
     w = tf.constant(rng.normal(size=(*kernel, 2, 5)), DTYPE)
-    outs = []
-    for conv in (conv2d, lambda x, w, p: tf.nn.conv2d(x, w, 1, p)):
-        with tf.GradientTape() as tape:
-            tape.watch([x, w])
-            y = conv(x, w, padding)
-            loss = tf.reduce_sum(tf.sin(y))
-        outs.append([y, *tape.gradient(loss, [x, w])])
-    for ours, theirs in zip(*outs, strict=True):
-        assert ours.shape == theirs.shape
-        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-12, atol=1e-12)
+    ours = _value_and_gradients(lambda x, w: conv2d(x, w, padding), x, w)
+    theirs = _value_and_gradients(lambda x, w: tf.nn.conv2d(x, w, 1, padding), x, w)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("size", [(8, 8), (4, 5), (3, 3), (1, 2)])
 def test_max_pool_2x2_equals_tensorflows_same_pooling(size):
-    x = tf.constant(np.random.default_rng(1).normal(size=(2, *size, 3)), DTYPE)
-    outs = []
-    for pool in (max_pool_2x2, lambda x: tf.nn.max_pool2d(x, 2, 2, "SAME")):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = pool(x)
-            loss = tf.reduce_sum(tf.sin(y))
-        outs.append([y, tape.gradient(loss, x)])
-    for ours, theirs in zip(*outs, strict=True):
-        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    x = tf.constant(np.random.default_rng(1).normal(size=(2, *size, 3)), DTYPE)  # no ties
+    ours = _value_and_gradients(max_pool_2x2, x)
+    theirs = _value_and_gradients(lambda x: tf.nn.max_pool2d(x, 2, 2, "SAME"), x)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 # -- per-example inverted dropout -----------------------------------------------------------------

@@ -132,7 +132,7 @@ def conv2d(x: tf.Tensor, w: tf.Tensor, padding: str) -> tf.Tensor:
     """``tf.nn.conv2d(x, w, 1, padding)`` as one matrix product over x's patches (im2col).
 
     XLA:CPU runs a float64 convolution as a plain loop nest; as a matrix product it runs in Eigen,
-    4-5× faster forward and backward on the hyper CNN's layers, with the same numbers.
+    2-5× faster forward and backward on the hyper CNN's layers, with the same numbers to rounding.
     x [batch, height, width, in], w [k_h, k_w, in, out] → [batch, height', width', out]; a
     population's x [P, batch, ...] and w [P, k_h, k_w, in, out] give [P, batch, ...]."""
     k_h, k_w, c_in, c_out = w.shape[-4:]
@@ -153,6 +153,8 @@ def max_pool_2x2(x: tf.Tensor) -> tf.Tensor:
     """``tf.nn.max_pool2d(x, 2, 2, "SAME")`` as a maximum over a reshape, which XLA:CPU runs
     faster than its pooling window (and its gradient). An odd height or width is padded below or
     right with the dtype's lowest value, which no window's maximum takes, as SAME pooling does.
+    Where a window's maximum is tied, its gradient is shared among the tied values (TensorFlow's
+    pooling gives it all to one); elsewhere both agree exactly.
     x [..., height, width, channels] → [..., ⌈height/2⌉, ⌈width/2⌉, channels]."""
     height, width, channels = x.shape[-3:]
     odd = [[0, height % 2], [0, width % 2], [0, 0]]
