@@ -134,3 +134,27 @@ def test_a_classifier_member_is_the_single_run_of_its_seed(architecture):
     for seed, member in zip(SEEDS, members, strict=True):
         single.reset(seed)
         _close(member, single.run())
+
+
+def test_large_populations_are_timed_on_runs_of_fewer_cycles():
+    """Beyond ``full_members`` members the benchmark's runs are shortened to about that many
+    members' worth of member-cycles, a whole number of the workload's unit, at least one."""
+    from stn.experiments.benchmark import ClassifierWorkload, ToyWorkload, cycles_at
+    from stn.experiments.real_data import RealDataExperiment
+
+    toy_runs = ToyWorkload(_experiment(), 1000)
+    assert [cycles_at(toy_runs, p, 8) for p in (1, 8, 16, 64, 9000)] == [1000, 1000, 500, 125, 1]
+    assert cycles_at(toy_runs, 64, None) == 1000
+    mlp_runs = ClassifierWorkload(RealDataExperiment(), 250)
+    assert [cycles_at(mlp_runs, p, 8) for p in (8, 16, 32, 64)] == [250, 125, 50, 25]
+
+
+def test_the_population_benchmark_times_each_size_on_its_own_cycles():
+    from stn.experiments.benchmark import ToyWorkload, population_benchmark
+
+    workload = ToyWorkload(_experiment(jit_compile=False), 40)
+    rows = population_benchmark(workload, [1, 2, 4], repeats=1, workers=1, full_members=2)
+    assert [(r["members"], r["cycles"]) for r in rows] == [(1, 40), (2, 40), (4, 20)]
+    assert rows[0]["gain"] == 1.0
+    for row in rows:
+        assert row["us_per_member_cycle"] > 0 and row["workers_us_per_member_cycle"] > 0

@@ -70,6 +70,8 @@ class BenchmarkSettings(Settings):
     mlp_population_cycles: int = setting(ge=25)  # a multiple of the evaluation interval, 25
     cnn_population_sizes: list[int] = setting(min_length=1, items={"ge": 1})
     cnn_population_cycles: int = setting(ge=25)  # a multiple of the evaluation interval, 25
+    population_full_members: int = setting(ge=1)
+    population_repeats: int = setting(ge=1)
     population_workers: int = setting(ge=1)
     single_run_variants: list[str] = setting(min_length=1)
     output_dir: str = setting()
@@ -197,6 +199,7 @@ class ToyWorkload:
     experiment: ToyExperiment
     cycles: int
     name: str = "toy"
+    unit: int = 1  # a run's cycles are a multiple of this
 
     def build(self, seed: int | tuple[int, ...]) -> Trainer:
         return _fixed_length(self.experiment, self.cycles).build(seed)
@@ -209,6 +212,7 @@ class ClassifierWorkload:
 
     experiment: RealDataExperiment
     cycles: int
+    unit: int = 25  # a run's cycles are a multiple of its evaluation interval
 
     @property
     def name(self) -> str:
@@ -223,28 +227,36 @@ class ClassifierWorkload:
 Workload = ToyWorkload | ClassifierWorkload
 
 
+def cycles_at(workload: Workload, members: int, full_members: int | None) -> int:
+    """The cycles of ``workload``'s timed runs at P = ``members``: all of its cycles up to
+    ``full_members`` members, then fewer, so that a run does about ``full_members`` members'
+    worth of member-cycles (rounded down to the workload's unit, and at least one unit)."""
+    if full_members is None or members <= full_members:
+        return workload.cycles
+    share = workload.cycles * full_members // members
+    return max(workload.unit, share - share % workload.unit)
+
+
 def population_benchmark(
-    workload: Workload, sizes: list[int], repeats: int, workers: int = 2
+    workload: Workload,
+    sizes: list[int],
+    repeats: int,
+    workers: int = 2,
+    full_members: int | None = None,
 ) -> list[dict[str, float]]:
     """Cost per member-cycle of P runs, for each P in ``sizes``, two ways: a population
     (:mod:`stn.method.population`; its first run, compile included, and the median of
     ``repeats`` runs after it), and the P runs as single runs dealt to ``workers`` processes
-    (process start and compile included). ``gain`` is the population's steady cost at P = 1 over
-    its cost at P, both measured in this run."""
-    rows, cycles = [], workload.cycles
+    (process start and compile included). Beyond ``full_members`` members the runs are
+    shortened (:func:`cycles_at`), so the large sizes cost no more than that size. ``gain`` is
+    the population's steady cost at P = 1 over its cost at P, both measured in this run."""
+    rows = []
     for p in sizes:
-        trainer = workload.build(tuple(range(p)))
+        cycles = cycles_at(workload, p, full_members)
+        workload_p = dataclasses.replace(workload, cycles=cycles)
+        first, samples = _time_population(workload_p, p, repeats)
         start = time.perf_counter()
-        trainer.run()
-        first = time.perf_counter() - start
-        samples = []
-        for r in range(1, repeats + 1):
-            trainer.reset(tuple(range(r * p, (r + 1) * p)))
-            start = time.perf_counter()
-            trainer.run()
-            samples.append((time.perf_counter() - start) / (p * cycles) * 1e6)
-        start = time.perf_counter()
-        map_runs(run_seeds, [(workload, part) for part in split(range(p), workers)], workers)
+        map_runs(run_seeds, [(workload_p, part) for part in split(range(p), workers)], workers)
         spread = time.perf_counter() - start
         rows.append(
             {
@@ -260,6 +272,22 @@ def population_benchmark(
     for row in rows:
         row["gain"] = rows[0]["us_per_member_cycle"] / row["us_per_member_cycle"]
     return rows
+
+
+def _time_population(workload: Workload, p: int, repeats: int) -> tuple[float, list[float]]:
+    """A population of P = ``p`` members: its first run's seconds (compile included), then µs
+    per member-cycle of ``repeats`` runs from fresh seeds on the same compiled program."""
+    trainer = workload.build(tuple(range(p)))
+    start = time.perf_counter()
+    trainer.run()
+    first = time.perf_counter() - start
+    samples = []
+    for r in range(1, repeats + 1):
+        trainer.reset(tuple(range(r * p, (r + 1) * p)))
+        start = time.perf_counter()
+        trainer.run()
+        samples.append((time.perf_counter() - start) / (p * workload.cycles) * 1e6)
+    return first, samples
 
 
 def run_seeds(workload: Workload, seeds: list[int]) -> None:

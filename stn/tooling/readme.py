@@ -115,12 +115,13 @@ def speed_table(results: Results) -> str:
 def population_table(results: Results) -> str:
     """The population study: per workload and size, the cost per member-cycle three ways."""
     population = results("speed.json")["population"]
-    header = ["workload", "members P", "µs per member-cycle", "gain over P = 1",
+    header = ["workload", "members P", "cycles", "µs per member-cycle", "gain over P = 1",
               "first run, compile included", "single runs in worker processes"]  # fmt: skip
     return _table(
         header,
         (
-            [name, str(r["members"]), f"{r['us_per_member_cycle']:.0f}", f"{r['gain']:.2f}",
+            [name, str(r["members"]), str(r["cycles"]), f"{r['us_per_member_cycle']:.0f}",
+             f"{r['gain']:.2f}",
              f"{r['first_run_us_per_member_cycle']:.0f}",
              f"{r['workers_us_per_member_cycle']:.0f} ({r['workers']})"]
             for name, rows in population.items()
