@@ -199,7 +199,7 @@ class ToyWorkload:
     experiment: ToyExperiment
     cycles: int
     name: str = "toy"
-    unit: int = 1  # a run's cycles are a multiple of this
+    unit: int = 1  # a run's cycles are a multiple of this (any will do)
 
     def build(self, seed: int | tuple[int, ...]) -> Trainer:
         return _fixed_length(self.experiment, self.cycles).build(seed)
@@ -212,11 +212,15 @@ class ClassifierWorkload:
 
     experiment: RealDataExperiment
     cycles: int
-    unit: int = 25  # a run's cycles are a multiple of its evaluation interval
 
     @property
     def name(self) -> str:
         return self.experiment.model
+
+    @property
+    def unit(self) -> int:
+        """A run's cycles are a multiple of its evaluation interval."""
+        return self.experiment.eval_cycles
 
     def build(self, seed: int | tuple[int, ...]) -> Trainer:
         # RealDataExperiment names ``cycles`` if it is no whole number of evaluation intervals

@@ -229,7 +229,6 @@ class RealDataExperiment:
         return f"{self.dataset}-{self.model}-seed{seed}-{self.fingerprint()}"
 
     def stn_config(self) -> STNConfig:
-        per_cycle = self.train_steps + self.valid_steps
         return STNConfig(
             warmup_steps=self.warmup_steps,
             train_steps=self.train_steps,
@@ -241,16 +240,21 @@ class RealDataExperiment:
             scale_lr=self.scale_lr,
             entropy_weight=self.entropy_weight,
             chunk_cycles=self.chunk_cycles,
-            eval_every=self.eval_every_steps // per_cycle,
+            eval_every=self.eval_cycles,
             snapshot_every=self.chunk_cycles,
         )
+
+    @property
+    def eval_cycles(self) -> int:
+        """The STN run's evaluation interval in cycles (``stn_cycles`` is a multiple of it)."""
+        return self.eval_every_steps // (self.train_steps + self.valid_steps)
 
     @property
     def chunk_cycles(self) -> int:
         """The STN run's chunk: the largest proper divisor of ``stn_cycles`` (the whole run if
         there is none) that is a whole number of evaluation intervals and at most
         ``CHUNK_CYCLES``, so a checkpointed run resumes from its last chunk, not its start."""
-        interval = self.eval_every_steps // (self.train_steps + self.valid_steps)
+        interval = self.eval_cycles
         chunks = range(interval, min(self.stn_cycles // 2, CHUNK_CYCLES) + 1, interval)
         return max((c for c in chunks if self.stn_cycles % c == 0), default=self.stn_cycles)
 
