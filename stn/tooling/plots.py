@@ -140,7 +140,7 @@ def speed_plot(
     (:func:`stn.experiments.benchmark.single_runs`: TensorFlow and JAX) as horizontal lines."""
     names = list(results)
     fig, axes = plt.subplots(
-        1, 2 if population else 1, figsize=(13 if population else 7, 0.45 * len(names) + 1.6)
+        1, 2 if population else 1, figsize=(16 if population else 7, 0.45 * len(names) + 1.6)
     )
     ax = axes[0] if population else axes
     us = np.array([results[n]["us_per_cycle"] for n in names])
@@ -201,7 +201,7 @@ def _population_panel(
     ax.set_xlabel("members P (runs, one seed each)")
     ax.set_ylabel("µs per member-cycle")
     ax.set_title("Many runs: a population against worker processes")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: lines span P
 
 
 def scaling_plot(rows: list[dict[str, float]]) -> plt.Figure:
