@@ -61,7 +61,7 @@ OPTUNA = -p storage sqlite:///../$(WORK)/real_data_optuna.db
 # instance; RAY_ADDRESS sends them to a cluster); no number depends on it.
 toy_stn_parameters := -p workers 2
 # The population study's sizes. The hyper CNN's stop at 16: evaluating 64 members on the whole
-# validation and test sets at once takes gigabytes (8 GB resident, measured) and minutes.
+# validation and test sets at once takes gigabytes of memory and minutes to time.
 POPULATION_SIZES := [1, 2, 4, 8, 16, 32, 64]
 benchmark_parameters := -p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p scaling_seconds 1.0 \
 	-p batch_sizes "[100, 1000, 10000]" -p widths "[4, 64, 256]" -p memory_cycles 10000 \

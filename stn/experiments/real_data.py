@@ -193,10 +193,10 @@ class RealDataExperiment:
                 f"eval_every_steps={self.eval_every_steps} must be a multiple of train_steps + "
                 f"valid_steps = {per_cycle} (STN evaluates after whole cycles)"
             )
-        if self.stn_cycles % (self.eval_every_steps // per_cycle):
+        if self.stn_cycles % self.eval_cycles:
             raise ValueError(
                 f"stn_cycles={self.stn_cycles} must be a multiple of eval_every_steps / "
-                f"(train_steps + valid_steps) = {self.eval_every_steps // per_cycle}"
+                f"(train_steps + valid_steps) = {self.eval_cycles}"
             )
 
     @property
