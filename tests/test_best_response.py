@@ -10,7 +10,7 @@ from scipy import optimize
 
 from stn.experiments import best_response as br
 from stn.experiments import toy as experiments
-from stn.method.hyperparameters import DTYPE
+from stn.method.hyperparameters import DEFAULT_DTYPE as DTYPE
 from stn.method.layers import HyperDense
 from stn.method.models import ToyHyperNet
 

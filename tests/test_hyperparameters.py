@@ -5,7 +5,9 @@ import pytest
 import tensorflow as tf
 
 from stn.method.hyperparameters import (
-    DTYPE,
+    DEFAULT_DTYPE as DTYPE,
+)
+from stn.method.hyperparameters import (
     Hyperparameters,
     HyperparameterSpec,
     Transform,

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from stn.experiments.toy import variant
-from stn.method.hyperparameters import DTYPE
+from stn.method.hyperparameters import DEFAULT_DTYPE as DTYPE
 
 jax_toy = pytest.importorskip("stn.experiments.jax_toy", exc_type=ImportError)
 jnp = pytest.importorskip("jax.numpy")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stn.method.hyperparameters import DTYPE
+from stn.method.hyperparameters import DEFAULT_DTYPE as DTYPE
 from stn.method.layers import HyperDense
 from stn.method.models import ToyHyperNet
 

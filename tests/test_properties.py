@@ -33,7 +33,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from stn.method.hyperparameters import (
-    DTYPE,
+    DEFAULT_DTYPE as DTYPE,
+)
+from stn.method.hyperparameters import (
     Exponential,
     Hyperparameters,
     HyperparameterSpec,

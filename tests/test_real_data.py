@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.error
 
 import numpy as np
@@ -35,7 +36,7 @@ from stn.experiments.real_data import (
     summary,
 )
 from stn.experiments.workers import BACKENDS, WorkerPool, Workers
-from stn.method.hyperparameters import DTYPE
+from stn.method.hyperparameters import DEFAULT_DTYPE as DTYPE
 from stn.method.layers import HyperConv2D, conv2d, max_pool_2x2, per_example_dropout
 from stn.method.models import HyperCNN, HyperMLP
 from stn.method.stn import STN, STNConfig, init_seed, stream
@@ -622,3 +623,56 @@ def test_a_finished_pbt_like_search_is_read_back_whole_and_an_unfinished_one_rer
     resumed = stored_search(search, storage, "p")
     assert len(calls) == 2 and len(resumed.runs) == 3
     assert len(optuna.load_study(study_name="p", storage=storage).trials) == 3
+
+
+def _small(dtype: str) -> RealDataExperiment:
+    return RealDataExperiment(
+        n_train=100, n_valid=100, warmup_steps=15, stn_cycles=10, eval_every_steps=15,
+        dtype=dtype, storage=None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_dtype_reaches_the_data_the_model_and_the_hyperparameters(model):
+    """A float32 experiment trains STN and the fixed runs in float32 throughout (data, weights,
+    λ, s, the perturbation: its random draws are float32 draws, so another sample); its records
+    stay float64 and a seed still fixes its numbers. Given the float64 run's weights, it
+    evaluates to the same numbers, rounded coarser."""
+    stns = {}
+    for dtype in ("float32", "float64"):
+        experiment = dataclasses.replace(_small(dtype), model=model)
+        trainer = experiment.stn_trainer(0, experiment.data(0))
+        stn, want = trainer.stn, tf.as_dtype(dtype)
+        assert stn.task.dtype == stn.hyperparameters.dtype == want
+        assert {v.dtype for v in (*stn.model.weights, stn.hyperparameters.scale)} == {want}
+        first = trainer.run()
+        assert first.values.dtype == first.metrics["valid_loss"].dtype == np.float64
+        trainer.reset(0)
+        np.testing.assert_array_equal(
+            first.metrics["valid_loss"], trainer.run().metrics["valid_loss"]
+        )
+        fixed = experiment.fixed_trainer(0, hyper=True)
+        assert {v.dtype for v in fixed.fixed.model.weights} == {want}
+        point = {s: 0.1 for s in fixed.fixed.hyperparameters.names}
+        assert np.isfinite(fixed.run(point, 30, 0).metrics["valid_loss"]).all()
+        stns[dtype] = stn
+    single, double = stns["float32"], stns["float64"]
+    for mine, theirs in zip(single.model.weights, double.model.weights, strict=True):
+        mine.assign(tf.cast(theirs, tf.float32))
+    single.hyperparameters.unconstrained.assign(
+        tf.cast(double.hyperparameters.unconstrained, tf.float32)
+    )
+    (metrics32, _), (metrics64, _) = single.evaluate(), double.evaluate()
+    for name, value in metrics64.items():
+        np.testing.assert_allclose(float(metrics32[name]), float(value), rtol=1e-5, err_msg=name)
+
+
+def test_a_precision_outside_the_list_or_a_model_at_another_is_refused(digits):
+    with pytest.raises(ValueError, match=r"dtype='float16' is not allowed; choose one of"):
+        _small("float16")
+    specs = classification_specs(2)
+    with pytest.raises(ValueError, match="dtype='int32' must be a floating-point type"):
+        ClassificationTask(digits, [s.name for s in specs], dtype=tf.int32)
+    task = ClassificationTask(digits, [s.name for s in specs], dtype=tf.float32)
+    with pytest.raises(ValueError, match="float64 weights for a float32 task: allowed is float32"):
+        STN(task, specs, lambda n, g: HyperMLP(n, g))

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from stn.experiments import toy
-from stn.method.hyperparameters import DTYPE
+from stn.method.hyperparameters import DEFAULT_DTYPE as DTYPE
 from stn.method.layers import HyperDense
 from stn.method.models import HyperModel, ToyHyperNet
 from stn.method.stn import STN, STNConfig
@@ -58,6 +58,7 @@ class Regression:
     """Squared error on one fixed batch; the hyperparameter acts only through the network."""
 
     stop_metric = "loss"
+    dtype = DTYPE
 
     def __init__(self) -> None:
         rng = np.random.default_rng(1)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stn.method.hyperparameters import DTYPE, HyperparameterSpec
+from stn.method.hyperparameters import DEFAULT_DTYPE as DTYPE
+from stn.method.hyperparameters import HyperparameterSpec
 from stn.method.layers import Conv2D, Dense, HyperConv2D, HyperDense
 from stn.method.models import HyperMLP
 from stn.method.stn import STN, STNConfig

@@ -22,11 +22,19 @@ import numpy as np
 import optuna
 import tensorflow as tf
 
-from stn.method.hyperparameters import DTYPE, HyperparameterSpec
+from stn.method.hyperparameters import DEFAULT_DTYPE, HyperparameterSpec
 from stn.method.models import HyperModel
 from stn.method.optimizers import make_optimizer
 from stn.method.population import check_like
-from stn.method.stn import STNConfig, init_seed, optimizer_state, restart, stream, train_seed
+from stn.method.stn import (
+    STNConfig,
+    check_dtype,
+    init_seed,
+    optimizer_state,
+    restart,
+    stream,
+    train_seed,
+)
 from stn.method.variants import HYPERNET_INPUTS
 from stn.tasks.classification import ClassificationTask
 from stn.training.loop import Trainer
@@ -72,13 +80,13 @@ class FixedValues(tf.Module):
     """Hyperparameters held at fixed values, unperturbed: the values the task applies, what the
     loop records, and (for a model with hyper weights) the unconstrained λ its network reads."""
 
-    def __init__(self, specs: Sequence[HyperparameterSpec]):
+    def __init__(self, specs: Sequence[HyperparameterSpec], dtype: tf.DType = DEFAULT_DTYPE):
         super().__init__(name="fixed_values")
-        self.specs = tuple(specs)
+        self.specs, self.dtype = tuple(specs), dtype
         self.names, self.size = tuple(s.name for s in specs), len(specs)
-        self.fixed = tf.Variable(tf.zeros([self.size], DTYPE), trainable=False, name="values")
+        self.fixed = tf.Variable(tf.zeros([self.size], dtype), trainable=False, name="values")
         self.unconstrained = tf.Variable(
-            tf.zeros([self.size], DTYPE), trainable=False, name="unconstrained"
+            tf.zeros([self.size], dtype), trainable=False, name="unconstrained"
         )
 
     def hold(self, values: Mapping[str, float], unconstrained: bool) -> None:
@@ -122,8 +130,9 @@ class FixedRun(tf.Module):
     ):
         super().__init__(name="fixed_run")
         self.task, self.model_fn, self.config, self.seed = task, model_fn, config, 0
-        self.hyperparameters = FixedValues(specs)
+        self.hyperparameters = FixedValues(specs, task.dtype)
         self.model = model_fn(self.hyperparameters.size, stream(0, init_seed))
+        check_dtype(self.model, task)
         self.hypernet_input = HYPERNET_INPUTS[config.hypernet_input]()
         self.generator = stream(0, train_seed)
         self.optimizer = make_optimizer(config.weight_optimizer, config.weight_lr)
@@ -167,7 +176,7 @@ class FixedRun(tf.Module):
 
     @tf.autograph.experimental.do_not_convert
     def cycle(self) -> tuple[tf.Tensor, tf.Tensor]:
-        return self.weight_step(), tf.zeros([], DTYPE)
+        return self.weight_step(), tf.zeros([], self.hyperparameters.dtype)
 
     @tf.autograph.experimental.do_not_convert
     def evaluate(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:

@@ -41,7 +41,12 @@ from scipy import optimize
 
 from stn.experiments.baselines import FixedTrainer
 from stn.experiments.toy import VARIANTS, Hypertraining, ToyExperiment
-from stn.method.hyperparameters import DTYPE, HyperparameterSpec, Transform, inverse_softplus
+from stn.method.hyperparameters import (
+    DEFAULT_DTYPE,
+    HyperparameterSpec,
+    Transform,
+    inverse_softplus,
+)
 from stn.method.layers import HyperDense
 from stn.method.models import Batch, HyperModel, ToyHyperNet
 from stn.method.stn import STN, STNConfig
@@ -352,7 +357,7 @@ class LinearHyperModel(HyperModel):
 def layer_response(layer: HyperDense, hnet_input: tf.Tensor) -> tf.Tensor:
     """θ̂ = [kernel; bias] the layer applies to each row of ``hnet_input`` [batch, 1]:
     [W_elem + (hV) W_hyper; b_elem + (hC) b_hyper], shape [batch, d + 1]."""
-    hnet_input = tf.convert_to_tensor(hnet_input, DTYPE)
+    hnet_input = tf.convert_to_tensor(hnet_input, layer.w.dtype)
     kernel = layer.w[:, 0] + tf.matmul(hnet_input, layer.v[:, :1]) * layer.w_hyper[:, 0]
     bias = layer.b + tf.matmul(hnet_input, layer.c[:, :1]) * layer.b_hyper
     return tf.concat([kernel, bias], axis=1)
@@ -372,6 +377,7 @@ class RidgeTask:
     STN's dF/du = ∇F(θ̂)ᵀ dθ̂/dh at the unperturbed λ, and snapshots [θ̂(λ); dθ̂/dh]."""
 
     stop_metric = "valid_loss"
+    dtype = DEFAULT_DTYPE
 
     def __init__(self, problem: RidgeProblem, replicas: int = 1):
         if not (isinstance(replicas, int) and replicas >= 1):
@@ -380,7 +386,7 @@ class RidgeTask:
         d = problem.n_features
 
         def constant(a: np.ndarray) -> tf.Tensor:
-            return tf.constant(a, DTYPE)
+            return tf.constant(a, self.dtype)
 
         self.train = (constant(problem.x_train[:, :d]), constant(problem.y_train))
         self.valid = (constant(problem.x_valid[:, :d]), constant(problem.y_valid))
@@ -852,7 +858,7 @@ class FixedRangeTask:
     names = ("x_range",)
 
     def __init__(self, task: ToyTask):
-        self.task = task
+        self.task, self.dtype = task, task.dtype
 
     def train_batch(self, generator: tf.random.Generator) -> Batch:
         return self.task.train_batch(generator)
@@ -876,7 +882,7 @@ def toy_predicted_losses(trainer: Trainer, x_ranges: Sequence[float]) -> np.ndar
     target = (grid**2).numpy()[:, 0]
     losses = []
     for h in network_input(trainer, u)[:, 0]:
-        hnet = tf.fill([grid.shape[0], 1], tf.constant(h, DTYPE))
+        hnet = tf.fill([grid.shape[0], 1], tf.constant(h, trainer.hyperparameters.dtype))
         prediction = trainer.model(grid, hnet).numpy()[:, 0]
         losses.append(float(np.mean((prediction - target) ** 2)))
     return np.array(losses)

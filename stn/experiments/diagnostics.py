@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from stn.method.hyperparameters import DTYPE
 from stn.method.models import ToyHyperNet
 from stn.training.loop import Trainer
 from stn.training.record import Trajectory
@@ -63,7 +62,7 @@ def hypergradient(trainer: Trainer, batches: int = 20) -> float:
     grads = []
     for _ in range(batches):
         batch = task.valid_batch(gen)
-        noise = gen.normal([batch[0].shape[0], hp.size], dtype=DTYPE)
+        noise = gen.normal([batch[0].shape[0], hp.size], dtype=hp.dtype)
         with tf.GradientTape() as tape:
             loss = task.valid_loss(
                 trainer.model, batch, trainer.stn.network_input(hp.perturbed(noise))

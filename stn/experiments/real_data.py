@@ -68,6 +68,10 @@ PBT_BUDGET = 5
 #: hyperparameters, and STN's own hypernetwork at those values held fixed (does STN's *schedule*
 #: beat its own values held fixed, with and without its extra hyper weights?).
 REFERENCES = ("fixed_initial", "fixed_stn", "fixed_stn_hyper")
+#: The precisions an experiment may train at: float64, as the toy and the committed results do, or
+#: float32, as the paper's code does, which is faster (its random draws are float32 draws, so a
+#: seed gives another sample, not a rounding of the float64 one).
+DTYPES = ("float64", "float32")
 METRICS = ("valid_loss", "valid_accuracy", "test_loss", "test_accuracy")
 #: Every method, in the table's order.
 METHODS = ("stn", *SEARCHES, *SCHEDULES, *REFERENCES)
@@ -154,7 +158,7 @@ class RealDataExperiment:
     dropout 0.05, uncentered hypernetwork input) and Adam 1e-3 for the weights of every method.
     Each search runs ``n_trials`` trials of ``trial_steps`` steps; PBT runs ``pbt_population``
     members in rounds of ``pbt_interval_steps`` steps, as many rounds as fit in ``PBT_BUDGET``
-    times STN's steps."""
+    times STN's steps. Every method trains at the precision ``dtype``."""
 
     dataset: str = "digits"
     model: str = "mlp"
@@ -177,10 +181,12 @@ class RealDataExperiment:
     tpe_batch: int = 2
     pbt_population: int = 5
     pbt_interval_steps: int = 600
+    dtype: str = "float64"
     storage: str | None = DEFAULT_STORAGE
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, tuple(MODELS))
+        check_choice("dtype", self.dtype, DTYPES)
         shortest = HALVING_ETA ** (HALVING_RUNGS - 1)
         if self.trial_steps < shortest:
             raise ValueError(
@@ -245,6 +251,11 @@ class RealDataExperiment:
         )
 
     @property
+    def tf_dtype(self) -> tf.DType:
+        """``dtype`` as TensorFlow names it."""
+        return tf.as_dtype(self.dtype)
+
+    @property
     def eval_cycles(self) -> int:
         """The STN run's evaluation interval in cycles (``stn_cycles`` is a multiple of it)."""
         return self.eval_every_steps // (self.train_steps + self.valid_steps)
@@ -265,14 +276,17 @@ class RealDataExperiment:
         self, n_hyper: int, generator: tf.random.Generator, data: ImageDataset, hyper: bool = True
     ) -> HyperModel:
         """The network for ``data``'s images: the hyper one STN trains, or the plain one."""
-        return MODELS[self.model](n_hyper, generator, input_shape=data.input_shape, hyper=hyper)
+        return MODELS[self.model](
+            n_hyper, generator, input_shape=data.input_shape, hyper=hyper, dtype=self.tf_dtype
+        )
 
     def problem(self, data: ImageDataset) -> tuple[ClassificationTask, list[HyperparameterSpec]]:
         """The classification task on ``data`` and the hyperparameters tuned on it."""
         probe = self.model_fn(1, tf.random.Generator.from_seed(0), data)
         specs = classification_specs(probe.n_dropout, scale=self.scale_init)
         names = [s.name for s in specs]
-        return ClassificationTask(data, names, self.batch_size, self.valid_batch_size), specs
+        batches = self.batch_size, self.valid_batch_size
+        return ClassificationTask(data, names, *batches, self.tf_dtype), specs
 
     def stn_trainer(self, seed: int | Sequence[int], data: ImageDataset) -> Trainer:
         """The STN run of ``seed`` on ``data``, or a population of runs on it when ``seed`` is
@@ -439,6 +453,7 @@ class RealDataSettings(WorkerSettings):
     tpe_batch: int = setting(ge=1)  # trials TPE asks for at a time; its points depend on it
     pbt_population: int = setting(ge=2)
     pbt_interval_steps: int = setting(ge=1)  # training steps per PBT round
+    dtype: str = setting(choices=DTYPES)
     storage: str = setting()
     output_dir: str = setting()
     checkpoint_dir: str | None = setting()

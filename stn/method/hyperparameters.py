@@ -16,7 +16,9 @@ import tensorflow as tf
 
 from stn.util.checks import is_positive_int
 
-DTYPE = tf.float64
+#: The precision of the toy problem and of every model unless told otherwise (the real-data
+#: experiments choose theirs: ``RealDataExperiment.dtype``).
+DEFAULT_DTYPE = tf.float64
 
 
 class Transform:
@@ -229,6 +231,7 @@ class Hyperparameters(tf.Module):
         self,
         specs: Sequence[HyperparameterSpec],
         population: int | None = None,
+        dtype: tf.DType = DEFAULT_DTYPE,
         name: str = "hyperparameters",
     ):
         super().__init__(name=name)
@@ -246,12 +249,17 @@ class Hyperparameters(tf.Module):
         scale = [inverse_softplus(s.scale) for s in specs]
         if population is not None:  # one row per member: [P, H]
             initial, scale = [initial] * population, [scale] * population
-        self.unconstrained = tf.Variable(initial, dtype=DTYPE, name="unconstrained")
-        self.scale = tf.Variable(scale, dtype=DTYPE, name="scale")
+        self.unconstrained = tf.Variable(initial, dtype=dtype, name="unconstrained")
+        self.scale = tf.Variable(scale, dtype=dtype, name="scale")
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.specs)
+
+    @property
+    def dtype(self) -> tf.DType:
+        """The precision of λ, s and their perturbations (the model's)."""
+        return self.unconstrained.dtype
 
     @property
     def size(self) -> int:
@@ -272,7 +280,7 @@ class Hyperparameters(tf.Module):
 
     def sample(self, batch_size: tf.Tensor | int, generator: tf.random.Generator) -> tf.Tensor:
         """Unconstrained batch λ + ε, ε ~ N(0, softplus(s)²), one draw per example."""
-        noise = generator.normal([batch_size, self.size], dtype=DTYPE)
+        noise = generator.normal([batch_size, self.size], dtype=self.dtype)
         return self.perturbed(noise)
 
     def exact(self, batch_size: tf.Tensor | int) -> tf.Tensor:
@@ -300,6 +308,6 @@ class Hyperparameters(tf.Module):
         """Entropy of N(0, diag(softplus(s))²): Σ log(softplus(s)·sqrt(2πe)) (one per member
         in a population)."""
         return tf.reduce_sum(
-            tf.math.log(self.stddev() * tf.constant(math.sqrt(2 * math.pi * math.e), DTYPE)),
+            tf.math.log(self.stddev() * tf.constant(math.sqrt(2 * math.pi * math.e), self.dtype)),
             axis=-1,
         )

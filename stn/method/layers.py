@@ -13,7 +13,7 @@ import math
 
 import tensorflow as tf
 
-from stn.method.hyperparameters import DTYPE
+from stn.method.hyperparameters import DEFAULT_DTYPE
 from stn.method.population import draw_shape
 from stn.util.checks import check_choice, is_positive_int
 
@@ -23,13 +23,13 @@ HYPER_INIT_STD = {"paper": 0.01, "design": 0.1, "zero": 0.0}
 
 
 def _uniform(
-    generator: tf.random.Generator, shape: list[int], fan_in: int, name: str
+    generator: tf.random.Generator, shape: list[int], fan_in: int, name: str, dtype: tf.DType
 ) -> tf.Variable:
     """The official initialisation of W and b: U(±1/sqrt(fan_in)). A population's generator
     (:class:`stn.method.population.PopulationGenerator`) draws [P, *shape]; its biases get an
     axis for the batch, [P, 1, out], so they broadcast over activations [P, batch, out]."""
     bound = 1.0 / math.sqrt(fan_in)
-    value = generator.uniform(shape, -bound, bound, DTYPE)
+    value = generator.uniform(shape, -bound, bound, dtype)
     if len(shape) == 1 and value.shape.rank == 2:
         value = value[:, tf.newaxis, :]
     return tf.Variable(value, name=name)
@@ -48,18 +48,19 @@ class HyperLayer(tf.Module):
         n_hyper: int,
         per_unit: bool,
         hyper_init: str,
+        dtype: tf.DType,
     ) -> None:
         """``per_unit=True`` gives V, C one scalar per output unit or channel ([H, out]);
         ``False`` is the design document's single scalar per layer ([H, 1])."""
         check_choice("hyper_init", hyper_init, tuple(HYPER_INIT_STD))
         std = HYPER_INIT_STD[hyper_init]
         scaled = out if per_unit else 1
-        self.w = _uniform(generator, w_shape, fan_in, "w")
-        self.b = _uniform(generator, [out], fan_in, "b")
-        self.w_hyper = _uniform(generator, w_shape, fan_in, "w_hyper")
-        self.b_hyper = _uniform(generator, [out], fan_in, "b_hyper")
-        self.v = tf.Variable(generator.normal([n_hyper, scaled], stddev=std, dtype=DTYPE), name="v")
-        self.c = tf.Variable(generator.normal([n_hyper, scaled], stddev=std, dtype=DTYPE), name="c")
+        self.w = _uniform(generator, w_shape, fan_in, "w", dtype)
+        self.b = _uniform(generator, [out], fan_in, "b", dtype)
+        self.w_hyper = _uniform(generator, w_shape, fan_in, "w_hyper", dtype)
+        self.b_hyper = _uniform(generator, [out], fan_in, "b_hyper", dtype)
+        self.v = tf.Variable(generator.normal([n_hyper, scaled], stddev=std, dtype=dtype), name="v")
+        self.c = tf.Variable(generator.normal([n_hyper, scaled], stddev=std, dtype=dtype), name="c")
 
     @property
     def elementary_weights(self) -> tuple[tf.Variable, ...]:
@@ -105,12 +106,13 @@ class HyperDense(HyperLayer):
         generator: tf.random.Generator,
         per_unit: bool = True,
         hyper_init: str = "paper",
+        dtype: tf.DType = DEFAULT_DTYPE,
         name: str | None = None,
     ):
         super().__init__(name=name)
         self._init_weights(
             generator, [in_features, out_features], out_features, in_features, n_hyper,
-            per_unit, hyper_init,
+            per_unit, hyper_init, dtype,
         )  # fmt: skip
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor) -> tf.Tensor:
@@ -182,6 +184,7 @@ class HyperConv2D(HyperLayer):
         per_unit: bool = True,
         hyper_init: str = "paper",
         padding: str = "SAME",
+        dtype: tf.DType = DEFAULT_DTYPE,
         name: str | None = None,
     ):
         super().__init__(name=name)
@@ -197,7 +200,9 @@ class HyperConv2D(HyperLayer):
         self.padding = padding
         shape = [kernel_size, kernel_size, in_channels, out_channels]
         fan_in = kernel_size * kernel_size * in_channels
-        self._init_weights(generator, shape, out_channels, fan_in, n_hyper, per_unit, hyper_init)
+        self._init_weights(
+            generator, shape, out_channels, fan_in, n_hyper, per_unit, hyper_init, dtype
+        )
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor) -> tf.Tensor:
         """x [batch, height, width, in], hnet_input [batch, H] → [batch, height', width', out];
@@ -237,11 +242,12 @@ class Dense(PlainLayer):
         in_features: int,
         out_features: int,
         generator: tf.random.Generator,
+        dtype: tf.DType = DEFAULT_DTYPE,
         name: str | None = None,
     ):
         super().__init__(name=name)
-        self.w = _uniform(generator, [in_features, out_features], in_features, "w")
-        self.b = _uniform(generator, [out_features], in_features, "b")
+        self.w = _uniform(generator, [in_features, out_features], in_features, "w", dtype)
+        self.b = _uniform(generator, [out_features], in_features, "b", dtype)
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
         return tf.matmul(x, self.w) + self.b
@@ -257,6 +263,7 @@ class Conv2D(PlainLayer):
         kernel_size: int,
         generator: tf.random.Generator,
         padding: str = "SAME",
+        dtype: tf.DType = DEFAULT_DTYPE,
         name: str | None = None,
     ):
         super().__init__(name=name)
@@ -264,8 +271,8 @@ class Conv2D(PlainLayer):
         self.padding = padding
         fan_in = kernel_size * kernel_size * in_channels
         shape = [kernel_size, kernel_size, in_channels, out_channels]
-        self.w = _uniform(generator, shape, fan_in, "w")
-        self.b = _uniform(generator, [out_channels], fan_in, "b")
+        self.w = _uniform(generator, shape, fan_in, "w", dtype)
+        self.b = _uniform(generator, [out_channels], fan_in, "b", dtype)
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
         return conv2d(x, self.w, self.padding) + _per_channel(self.b)

@@ -6,6 +6,7 @@ import math
 
 import tensorflow as tf
 
+from stn.method.hyperparameters import DEFAULT_DTYPE
 from stn.method.layers import (
     Conv2D,
     Dense,
@@ -45,6 +46,11 @@ class HyperModel(tf.Module):
         """All best-response parameters φ (elementary and hyper weights)."""
         return self.elementary_weights + self.hyper_weights
 
+    @property
+    def dtype(self) -> tf.DType:
+        """The precision of the weights (every layer's)."""
+        return self.weights[0].dtype
+
     def squared_kernel_norm(self, hnet_input: tf.Tensor | None) -> tf.Tensor:
         """Σ_layers ‖W_layer(λ_i)‖²: the squared norm of every dense and convolution kernel at
         the weights each example is run with, [batch] (a scalar without hyper layers). Weight
@@ -69,6 +75,7 @@ class ToyHyperNet(HyperModel):
         hyper_init: str = "paper",
         activation: str = "relu",
         hyper: bool = True,
+        dtype: tf.DType = DEFAULT_DTYPE,
         name: str = "toy_hypernet",
     ):
         super().__init__(name=name)
@@ -80,9 +87,9 @@ class ToyHyperNet(HyperModel):
 
         def dense(n_in: int, n_out: int, layer_name: str) -> HyperDense | Dense:
             if not hyper:
-                return Dense(n_in, n_out, generator, name=layer_name)
+                return Dense(n_in, n_out, generator, dtype, name=layer_name)
             return HyperDense(
-                n_in, n_out, n_hyper, generator, per_unit, hyper_init, name=layer_name
+                n_in, n_out, n_hyper, generator, per_unit, hyper_init, dtype, name=layer_name
             )
 
         self.layers = (
@@ -119,10 +126,12 @@ class _Classifier(HyperModel):
         """How many dropout rates ``__call__`` expects: one per hidden block."""
         return len(self.layers) - 1
 
-    def _dense(self, n_in: int, n_out: int, generator: tf.random.Generator, name: str):
+    def _dense(
+        self, n_in: int, n_out: int, generator: tf.random.Generator, dtype: tf.DType, name: str
+    ) -> HyperDense | Dense:
         if self.hyper:
-            return HyperDense(n_in, n_out, self.n_hyper, generator, name=name)
-        return Dense(n_in, n_out, generator, name=name)
+            return HyperDense(n_in, n_out, self.n_hyper, generator, dtype=dtype, name=name)
+        return Dense(n_in, n_out, generator, dtype, name=name)
 
     def _block(self, i: int, h: tf.Tensor, hnet_input: tf.Tensor | None) -> tf.Tensor:
         raise NotImplementedError
@@ -174,6 +183,7 @@ class HyperMLP(_Classifier):
         hidden: tuple[int, ...] = (128, 128),
         n_classes: int = 10,
         hyper: bool = True,
+        dtype: tf.DType = DEFAULT_DTYPE,
         name: str = "hyper_mlp",
     ):
         super().__init__(name=name)
@@ -182,7 +192,7 @@ class HyperMLP(_Classifier):
         self.hyper, self.n_hyper = hyper, n_hyper
         sizes = [math.prod(input_shape), *hidden, n_classes]
         self.layers = tuple(
-            self._dense(n_in, n_out, generator, f"dense_{i}")
+            self._dense(n_in, n_out, generator, dtype, f"dense_{i}")
             for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
         )
 
@@ -205,6 +215,7 @@ class HyperCNN(_Classifier):
         dense_units: int = 64,
         n_classes: int = 10,
         hyper: bool = True,
+        dtype: tf.DType = DEFAULT_DTYPE,
         name: str = "hyper_cnn",
     ):
         super().__init__(name=name)
@@ -218,16 +229,18 @@ class HyperCNN(_Classifier):
         convs = []
         for i, c_out in enumerate(channels):
             if self.hyper:
-                conv = HyperConv2D(c_in, c_out, 3, n_hyper, generator, name=f"conv_{i}")
+                conv = HyperConv2D(
+                    c_in, c_out, 3, n_hyper, generator, dtype=dtype, name=f"conv_{i}"
+                )
             else:
-                conv = Conv2D(c_in, c_out, 3, generator, name=f"conv_{i}")
+                conv = Conv2D(c_in, c_out, 3, generator, dtype=dtype, name=f"conv_{i}")
             convs.append(conv)
             c_in, height, width = c_out, -(-height // 2), -(-width // 2)
         self.n_conv = len(convs)
         self.layers = (
             *convs,
-            self._dense(height * width * c_in, dense_units, generator, "dense_0"),
-            self._dense(dense_units, n_classes, generator, "dense_out"),
+            self._dense(height * width * c_in, dense_units, generator, dtype, "dense_0"),
+            self._dense(dense_units, n_classes, generator, dtype, "dense_out"),
         )
 
     def _block(self, i: int, h: tf.Tensor, hnet_input: tf.Tensor | None) -> tf.Tensor:

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import tensorflow as tf
 
-from stn.method.hyperparameters import DTYPE, Hyperparameters, HyperparameterSpec
+from stn.method.hyperparameters import Hyperparameters, HyperparameterSpec
 from stn.method.models import Batch, HyperModel
 from stn.method.optimizers import OPTIMIZERS, FusedOptimizer, make_optimizer
 from stn.method.population import MemberMask, PopulationGenerator, check_like, population_size
@@ -38,6 +38,8 @@ class Task(Protocol):
 
     #: name of the evaluation metric compared with ``STNConfig.target``
     stop_metric: str
+    #: the precision of its data, and so of the model and the hyperparameters
+    dtype: tf.DType
 
     def train_batch(self, generator: tf.random.Generator) -> Batch: ...
 
@@ -140,11 +142,12 @@ class STN(tf.Module):
         super().__init__(name="stn")
         self.task, self.config, self.model_fn, self.seed = task, config, model_fn, seed
         self.population = population_size(seed, task)
-        self.hyperparameters = Hyperparameters(specs, self.population)
+        self.hyperparameters = Hyperparameters(specs, self.population, task.dtype)
         check_specs = getattr(task, "check_specs", None)
         if check_specs is not None:
             check_specs(self.hyperparameters.specs)
         self.model = model_fn(self.hyperparameters.size, stream(seed, init_seed))
+        check_dtype(self.model, task)
         self.generator = stream(seed, train_seed)
         self.mask = None if self.population is None else MemberMask(self.population)
         self.hypernet_input = HYPERNET_INPUTS[config.hypernet_input]()
@@ -167,7 +170,7 @@ class STN(tf.Module):
         hyperparameters, optimizers and noise."""
         check_like(seed, self.seed)
         self.seed = seed
-        fresh_hp = Hyperparameters(self.hyperparameters.specs, self.population)
+        fresh_hp = Hyperparameters(self.hyperparameters.specs, self.population, self.task.dtype)
         self.hyperparameters.unconstrained.assign(fresh_hp.unconstrained)
         self.hyperparameters.scale.assign(fresh_hp.scale)
         restart(self, self.hyperparameters.size, seed, self._optimizer_init)
@@ -214,7 +217,7 @@ class STN(tf.Module):
         """λ, s ← descend F(λ + ε, ŵ_φ(λ + ε)) − τ·H[p(ε | s)]."""
         task, hp = self.task, self.hyperparameters
         batch = task.valid_batch(self.generator)
-        noise = self.generator.normal([self.batch_size(batch), hp.size], dtype=DTYPE)
+        noise = self.generator.normal([self.batch_size(batch), hp.size], dtype=hp.dtype)
         with tf.GradientTape() as tape:
             loss = task.valid_loss(self.model, batch, self.network_input(hp.perturbed(noise)))
             objective = loss - self.config.entropy_weight * hp.entropy()
@@ -255,6 +258,15 @@ def stream(
     if isinstance(seed, int):
         return tf.random.Generator.from_seed(seed_of(seed))
     return PopulationGenerator([seed_of(s) for s in seed])
+
+
+def check_dtype(model: HyperModel, task: Task) -> None:
+    """Raise ValueError unless ``model``'s weights have ``task``'s precision (its data's)."""
+    if model.dtype != task.dtype:
+        raise ValueError(
+            f"model_fn built {model.dtype.name} weights for a {task.dtype.name} task: allowed "
+            f"is {task.dtype.name} (pass dtype={task.dtype.name} to the model)"
+        )
 
 
 class Restartable(Protocol):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from stn.method.hyperparameters import DTYPE, Exponential, HyperparameterSpec
+from stn.method.hyperparameters import DEFAULT_DTYPE, Exponential, HyperparameterSpec
 from stn.method.layers import per_example_dropout
 from stn.method.models import Batch, HyperModel
 from stn.method.population import draw_shape
@@ -214,7 +214,8 @@ class ClassificationTask:
 
     The model is called as ``model(x, hnet_input, dropout=None, generator=None)`` → logits,
     ``dropout`` [batch, n_dropout] holding each example's rate per block (a ``HyperModel``
-    subclass such as ``HyperMLP``).
+    subclass such as ``HyperMLP``). ``dtype`` is the precision of the data, and so of the model
+    and λ that train on it.
     """
 
     stop_metric = "valid_loss"
@@ -226,6 +227,7 @@ class ClassificationTask:
         names: Sequence[str],
         batch_size: int = 32,
         valid_batch_size: int = 100,
+        dtype: tf.DType = DEFAULT_DTYPE,
     ):
         for param, value in (("batch_size", batch_size), ("valid_batch_size", valid_batch_size)):
             if not is_positive_int(value):
@@ -238,14 +240,16 @@ class ClassificationTask:
                 f"names={names!r}: besides {AUGMENTATIONS} and {WEIGHT_DECAY!r} the names must "
                 f"be {expected} in order"
             )
-        self.data, self.names = data, names
+        self.data, self.names, self.dtype = data, names, tf.as_dtype(dtype)
+        if not self.dtype.is_floating:
+            raise ValueError(f"dtype={self.dtype.name!r} must be a floating-point type")
         self.batch_size, self.valid_batch_size = batch_size, valid_batch_size
         self.dropout_columns = [names.index(n) for n in dropouts]
         self.columns = {n: names.index(n) for n in AUGMENTATIONS if n in names}
         self.weight_decay_column = names.index(WEIGHT_DECAY) if WEIGHT_DECAY in names else None
 
         def tensors(x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
-            return tf.constant(x, DTYPE), tf.constant(y, tf.int64)
+            return tf.constant(x, self.dtype), tf.constant(y, tf.int64)
 
         self.train = tensors(data.x_train, data.y_train)
         self.valid = tensors(data.x_valid, data.y_valid)
@@ -348,7 +352,7 @@ class ClassificationTask:
             metrics[f"{split}_loss"] = _cross_entropy(y, logits)
             metrics[f"{split}_accuracy"] = accuracy(y, logits)
             if predictions is None:
-                predictions = tf.cast(tf.argmax(logits, axis=-1), DTYPE)
+                predictions = tf.cast(tf.argmax(logits, axis=-1), self.dtype)
         return metrics, predictions
 
 

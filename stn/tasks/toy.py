@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from stn.method.hyperparameters import DTYPE, HyperparameterSpec
+from stn.method.hyperparameters import DEFAULT_DTYPE, HyperparameterSpec
 from stn.method.models import Batch, HyperModel
 from stn.tasks.metrics import sup_distance
 from stn.util.checks import is_positive_int
@@ -24,6 +24,7 @@ class ToyTask:
 
     stop_metric = "distance"
     supports_population = True  # batches may carry a leading member axis
+    dtype = DEFAULT_DTYPE  # the JAX reference's precision (stn.experiments.jax_toy)
 
     def __init__(
         self,
@@ -38,16 +39,15 @@ class ToyTask:
             raise ValueError(f"validation_range={validation_range!r} must be positive")
         self.batch_size = batch_size
         self.validation_range = float(validation_range)
-        self.grid = tf.linspace(
-            tf.constant(-validation_range, DTYPE), tf.constant(validation_range, DTYPE), grid_size
-        )[:, tf.newaxis]
+        v = tf.constant(validation_range, self.dtype)
+        self.grid = tf.linspace(-v, v, grid_size)[:, tf.newaxis]
 
     def train_batch(self, generator: tf.random.Generator) -> Batch:
-        return (generator.uniform([self.batch_size, 1], -1.0, 1.0, dtype=DTYPE),)
+        return (generator.uniform([self.batch_size, 1], -1.0, 1.0, dtype=self.dtype),)
 
     def valid_batch(self, generator: tf.random.Generator) -> Batch:
         v = self.validation_range
-        return (generator.uniform([self.batch_size, 1], -v, v, dtype=DTYPE),)
+        return (generator.uniform([self.batch_size, 1], -v, v, dtype=self.dtype),)
 
     def train_loss(
         self,

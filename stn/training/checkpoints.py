@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from stn.method.hyperparameters import DTYPE
 from stn.method.stn import STN
 from stn.training.record import RECORD_KEYS, RunState
 from stn.util.checks import is_positive_int
@@ -36,7 +35,7 @@ class RunRecord(tf.Module):
         )
         self.arrays = {
             key: tf.Variable(
-                tf.zeros([0], DTYPE), shape=tf.TensorShape(None), trainable=False, name=key
+                tf.zeros([0], tf.float64), shape=tf.TensorShape(None), trainable=False, name=key
             )
             for key in RECORD_KEYS
         }

@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 import tensorflow as tf
 
-from stn.method.hyperparameters import DTYPE, Hyperparameters
+from stn.method.hyperparameters import Hyperparameters
 from stn.method.models import HyperModel
 from stn.method.population import MemberMask
 from stn.method.stn import STNConfig, Task
@@ -103,7 +103,7 @@ class Trainer:
         values, stddev, wloss, hloss, metrics, snapshots = self._arrays()
         done, stop = tf.constant(0, tf.int32), tf.constant(False)
         member_done = tf.zeros(lead, tf.int32)  # cycles each member trained in this chunk
-        stop_value = tf.fill(lead, tf.constant(np.inf, DTYPE))
+        stop_value = tf.fill(lead, tf.constant(np.inf, hp.dtype))
         self._warm_up(n_warmup)
         for i in tf.range(size):
             if i >= n_cycles:
@@ -134,9 +134,10 @@ class Trainer:
         """What a chunk records: λ, softplus(s), the two losses (one row per cycle), metrics
         (per evaluation) and snapshots, each row with the population's axis first, if any."""
         cfg, size, lead = self.config, self.config.chunk_cycles, self.lead_shape
+        dtype = self.stn.hyperparameters.dtype
 
         def array(n: int, shape: Sequence[int]) -> tf.TensorArray:
-            return tf.TensorArray(DTYPE, size=n, element_shape=[*lead, *shape])
+            return tf.TensorArray(dtype, size=n, element_shape=[*lead, *shape])
 
         n_hyper = self.stn.hyperparameters.size
         return (
@@ -253,7 +254,7 @@ class Trainer:
         t0, traces = time.perf_counter(), self.trace_count
         warmup = 0 if state.done else self.config.warmup_steps
         out = self._chunk(tf.constant(n, tf.int32), tf.constant(warmup, tf.int32))
-        out = {k: v.numpy() for k, v in out.items()}
+        out = {k: _record(v.numpy()) for k, v in out.items()}
         if self.trace_count > traces:  # traced and compiled in this call
             self.compile_seconds += time.perf_counter() - t0
         part = trim(out, self.config)
@@ -338,3 +339,9 @@ class Trainer:
             stopped=stopped,
             extra={"config": asdict(cfg), "compile_seconds": self.compile_seconds},
         )
+
+
+def _record(value: np.ndarray) -> np.ndarray:
+    """A chunk's output as the record keeps it: floating point in float64 whatever the model's
+    precision, so a trajectory's arrays have one type."""
+    return value.astype(np.float64) if value.dtype.kind == "f" else value
