@@ -70,6 +70,7 @@ benchmark_parameters := -p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p s
 	-p mlp_population_sizes "$(POPULATION_SIZES)" -p mlp_population_cycles 250 \
 	-p cnn_population_sizes "[1, 2, 4, 8, 16]" -p cnn_population_cycles 50 \
 	-p population_full_members 8 -p population_repeats 3 -p population_workers 2 \
+	-p search_trials 27 -p search_steps 6000 \
 	-p single_run_variants '["default", "per-layer scale"]'
 robustness_parameters := -p n_seeds 30 -p min_default_rate 0.9 -p workers 2
 real_data_parameters := -p seeds "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" -p warmup_steps 600 -p stn_cycles 1800 \

@@ -17,13 +17,15 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
-from stn.experiments.real_data import RealDataExperiment
+from stn.experiments.baselines import SearchResult, grid_points, search
+from stn.experiments.real_data import DTYPES, RealDataExperiment, TrialPool
 from stn.experiments.reference import design_doc_loop
 from stn.experiments.toy import VARIANTS, ToyExperiment
-from stn.experiments.workers import map_runs, split
+from stn.experiments.workers import WorkerPool, Workers, map_runs, split
 from stn.training.loop import Trainer
 from stn.util import xla
 from stn.util.settings import Settings, setting
@@ -73,6 +75,8 @@ class BenchmarkSettings(Settings):
     population_full_members: int = setting(ge=1)
     population_repeats: int = setting(ge=1)
     population_workers: int = setting(ge=1)
+    search_trials: int = setting(ge=1)
+    search_steps: int = setting(ge=9)  # successive halving's shortest rung: trial_steps / 9
     single_run_variants: list[str] = setting(min_length=1)
     output_dir: str = setting()
 
@@ -300,6 +304,47 @@ def run_seeds(workload: Workload, seeds: list[int]) -> None:
     for seed in seeds:
         trainer.reset(seed)
         trainer.run()
+
+
+def grid_search_benchmark(
+    experiment: RealDataExperiment, workers: int, dtypes: Sequence[str] = DTYPES
+) -> list[dict[str, object]]:
+    """A grid search of ``experiment``'s ``n_trials`` trials of ``trial_steps`` steps on the
+    data of seed 0, at each precision of ``dtypes``: its trials one after another in this
+    process, then dealt to ``workers`` workers of a local Ray instance (Ray's start, and each
+    worker's building and compiling, included). ``speedup`` is against the first precision's
+    trials one after another, ``speedup_same_dtype`` against its own, both measured in this run;
+    the best trial's validation loss does not depend on the workers."""
+    rows: list[dict[str, object]] = []
+    for dtype in dtypes:
+        exp = dataclasses.replace(experiment, dtype=dtype)
+        sequential = None
+        for count in sorted({1, workers}):
+            start = time.perf_counter()
+            result = _grid_search(exp, Workers(count, "ray"))
+            seconds = time.perf_counter() - start
+            sequential = sequential or seconds
+            rows.append(
+                {
+                    "dtype": dtype,
+                    "workers": count,
+                    "trials": len(result.runs),
+                    "seconds": seconds,
+                    "best_valid_loss": result.best()["valid_loss"],
+                    "speedup_same_dtype": sequential / seconds,
+                }
+            )
+    for row in rows:
+        row["speedup"] = rows[0]["seconds"] / row["seconds"]
+    return rows
+
+
+def _grid_search(experiment: RealDataExperiment, workers: Workers) -> SearchResult:
+    """``experiment``'s grid search on seed 0's data, its trials run by ``workers``."""
+    with WorkerPool(workers) as pool:
+        _, specs = experiment.problem(experiment.data(0))
+        points = grid_points(specs, experiment.n_trials)
+        return search(TrialPool(experiment, pool), points, experiment.trial_steps)
 
 
 def member_deviation(base: ToyExperiment, seeds: list[int], cycles: int) -> float:

@@ -147,6 +147,22 @@ def single_run_table(results: Results) -> str:
     return _table(header, rows)
 
 
+def grid_search_table(results: Results) -> str:
+    """One real-data grid search, by precision and workers: its wall time and speed-ups."""
+    rows = results("speed.json").get("grid_search", [])
+    header = ["precision", "workers", "trials", "wall time (s)", "× float64, one after another",
+              "× same precision, one after another", "best valid loss"]  # fmt: skip
+    return _table(
+        header,
+        (
+            [r["dtype"], str(r["workers"]), str(r["trials"]), f"{r['seconds']:.1f}",
+             f"{r['speedup']:.2f}", f"{r['speedup_same_dtype']:.2f}",
+             f"{r['best_valid_loss']:.5f}"]
+            for r in rows
+        ),
+    )  # fmt: skip
+
+
 def real_data_table(results: Results) -> str:
     """The MLP's comparison (``real_data.json``): see :func:`comparison`."""
     return comparison(results("real_data.json"))
@@ -220,6 +236,7 @@ SECTIONS: dict[str, Callable[[Results], str]] = {
     "speed": speed_table,
     "population": population_table,
     "single_runs": single_run_table,
+    "grid_search": grid_search_table,
     "real_data": real_data_table,
     "real_data_cnn": real_data_cnn,
     "environment": environment,

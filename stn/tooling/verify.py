@@ -88,6 +88,9 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule("single_runs.*.*.cost_vs_jax", "ratio", show=True),  # against JAX, in one run
         Rule("single_runs.*.*.end_to_end_vs_jax", "ratio", show=True),
         Rule("single_runs.*.*.cycles", "exact"),
+        Rule("grid_search.*.speedup", "ratio", show=True),  # against float64 trials, one run
+        Rule("grid_search.*.speedup_same_dtype", "ratio", show=True),
+        Rule("grid_search.*.seconds", "reported"),
         Rule("modes.*.us_per_cycle", "reported", show=True),
         Rule("full_run.seconds", "reported", show=True),
         Rule("full_run.peak_mib", "reported", show=True),  # counts TensorFlow's file-backed pages
