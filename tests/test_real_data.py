@@ -507,7 +507,7 @@ def test_baseline_trials_give_the_same_numbers_on_two_workers(backend):
     for method, result in alone.results.items():
         other = spread.results[method]
         assert result.best == other.best, method
-        np.testing.assert_array_equal(result.curve_loss, other.curve_loss)
+        np.testing.assert_array_equal(result.curve_loss, other.curve_loss, err_msg=method)
 
 
 def test_the_grid_search_benchmark_times_each_precision_on_one_worker_and_on_two():
