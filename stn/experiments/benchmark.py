@@ -314,7 +314,7 @@ def grid_search_benchmark(
     process, then dealt to ``workers`` workers of a local Ray instance (Ray's start, and each
     worker's building and compiling, included). ``speedup`` is against the first precision's
     trials one after another, ``speedup_same_dtype`` against its own, both measured in this run;
-    the best trial's validation loss does not depend on the workers."""
+    at float64 the best trial's validation loss does not depend on the workers."""
     rows: list[dict[str, object]] = []
     for dtype in dtypes:
         exp = dataclasses.replace(experiment, dtype=dtype)
