@@ -512,8 +512,8 @@ def test_baseline_trials_give_the_same_numbers_on_two_workers(backend):
 
 def test_the_grid_search_benchmark_times_each_precision_on_one_worker_and_on_two():
     """Four timings of one search (two precisions × one worker or two Ray workers): each row
-    names its precision, workers and trials, the float64 best trial does not depend on the
-    workers, and the speed-ups are against the float64 trials one after another and the row's
+    names its precision, workers and trials, the best trial does not depend on the workers at
+    either precision, and the speed-ups are against the float64 trials one after another and the row's
     own precision."""
     from stn.experiments.benchmark import grid_search_benchmark
 
@@ -524,8 +524,8 @@ def test_the_grid_search_benchmark_times_each_precision_on_one_worker_and_on_two
         ("float64", 1, 3), ("float64", 2, 3), ("float32", 1, 3), ("float32", 2, 3)
     ]  # fmt: skip
     assert rows[0]["speedup"] == rows[0]["speedup_same_dtype"] == rows[2]["speedup_same_dtype"] == 1
-    assert rows[0]["best_valid_loss"] == rows[1]["best_valid_loss"]  # float64: bit-reproducible
     for one, two in (rows[:2], rows[2:]):
+        assert one["best_valid_loss"] == two["best_valid_loss"]
         assert two["speedup_same_dtype"] == pytest.approx(one["seconds"] / two["seconds"])
         assert two["speedup"] == pytest.approx(rows[0]["seconds"] / two["seconds"])
 

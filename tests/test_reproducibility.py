@@ -88,8 +88,28 @@ def test_record_names_platform_versions_and_lock():
     record = environment.record()
     assert record["matches_lock"] is True
     assert record["packages"]["tensorflow-cpu"] == environment.installed()["tensorflow-cpu"]
-    assert set(record["platform"]) == {"system", "machine", "cpu", "python", "libc"}
+    assert set(record["platform"]) == {
+        "system", "machine", "cpu", "cpu_features", "cpu_caches", "python", "libc"
+    }  # fmt: skip
     assert len(record["lock_sha256"]) == 64
+
+
+def test_cpus_named_alike_with_other_extensions_are_other_platforms():
+    """A cloud's CPUs share a name ("Intel(R) Xeon(R) Processor") but not their extensions,
+    which pick the kernels: results from two such CPUs are not compared bit for bit. A record
+    made before the extensions were recorded is compared on the fields both records have."""
+
+    def made(**platform: str) -> dict:
+        record = environment.record()
+        fields = {**record["platform"], **platform}
+        return {"environment": {**record, "platform": {k: v for k, v in fields.items() if v}}}
+
+    here = made()
+    assert verify.same_environment(here, made())
+    assert not verify.same_environment(here, made(cpu_features="avx avx2 fma"))
+    older = made(cpu_features="", cpu_caches="")  # no such fields
+    assert verify.same_environment(older, here)
+    assert not verify.same_environment(older, made(cpu="Another CPU"))
 
 
 def test_committed_results_record_the_lock_they_were_made_with():

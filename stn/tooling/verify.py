@@ -293,12 +293,16 @@ def compare(committed_dir: Path, now_dir: Path, scale: str) -> tuple[list[Row], 
 
 
 def same_environment(committed: dict, now: dict) -> bool:
-    """Both computed on the same platform with exactly the same lock installed."""
+    """Both computed on the same platform with exactly the same lock installed. A record made
+    before the platform record named the CPU's extensions and caches is compared on the fields
+    both records have."""
     a, b = committed.get("environment", {}), now.get("environment", {})
-    same = ("platform", "lock_sha256")
-    return bool(a.get("matches_lock") and b.get("matches_lock")) and all(
-        a.get(key) == b.get(key) for key in same
-    )
+    if not (a.get("matches_lock") and b.get("matches_lock")):
+        return False
+    pa, pb = a.get("platform", {}), b.get("platform", {})
+    shared = set(pa) & set(pb)
+    same_lock = a.get("lock_sha256") == b.get("lock_sha256")
+    return same_lock and bool(shared) and all(pa[key] == pb[key] for key in shared)
 
 
 def markdown(rows: list[Row]) -> str:

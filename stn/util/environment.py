@@ -76,29 +76,55 @@ def lock_differences(path: str | Path = LOCK) -> list[str]:
     return problems
 
 
-def cpu_model() -> str:
-    """The CPU's model name and its widest vector extension: XLA's CPU code, and so the last
-    bits of every number, depend on them."""
+#: The CPU extensions that decide which kernels TensorFlow, XLA and oneDNN run, and so the last
+#: bits of float32 numbers: CPUs named alike (a cloud's "Intel(R) Xeon(R) Processor") differ here.
+_KERNEL_FLAG = re.compile(r"avx\w*|amx\w*|fma|f16c")
+#: Where Linux lists the CPU's caches, whose sizes set Eigen's matrix-product blocking.
+_CACHES = Path("/sys/devices/system/cpu/cpu0/cache")
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    """The CPU's model name and its flags, from ``/proc/cpuinfo`` (empty where there is none)."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor() or "unknown"
+        return platform.processor() or "unknown", set()
     model = re.search(r"^model name\s*:\s*(.+)$", info, re.MULTILINE)
     flags = re.search(r"^flags\s*:\s*(.+)$", info, re.MULTILINE)
-    flags = set(flags.group(1).split()) if flags else set()
+    return (model.group(1).strip() if model else ""), set(flags.group(1).split() if flags else ())
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its widest vector extension."""
+    model, flags = _cpuinfo()
     vector = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "")
-    return " ".join(filter(None, (model.group(1).strip() if model else "", vector)))
+    return " ".join(filter(None, (model, vector)))
+
+
+def cpu_features() -> str:
+    """The CPU's kernel-deciding extensions (:data:`_KERNEL_FLAG`), sorted."""
+    return " ".join(sorted(f for f in _cpuinfo()[1] if _KERNEL_FLAG.fullmatch(f)))
+
+
+def cpu_caches() -> str:
+    """The sizes of the first CPU's caches, level by level ("" where Linux does not list them)."""
+    sizes = sorted(_CACHES.glob("index*/size"))
+    return " ".join(path.read_text().strip() for path in sizes)
 
 
 def platform_record() -> dict[str, str]:
-    """What the numbers depend on besides the packages: OS, CPU, Python, C library. Coarse on
-    purpose (no kernel release, host name or core count), so one kind of machine gives one
-    record, and two machines with equal records compute the same bits."""
+    """What the numbers depend on besides the packages: OS, CPU (its name, kernel-deciding
+    extensions and cache sizes), Python, C library. Coarse where it can be (no kernel release,
+    host name or core count), so one kind of machine gives one record, and two machines with
+    equal records compute the same bits: float32 results from two CPUs that differed only in
+    their extensions have differed in their last bits."""
     libc, libc_version = platform.libc_ver()
     return {
         "system": platform.system(),
         "machine": platform.machine(),
         "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
+        "cpu_caches": cpu_caches(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "libc": f"{libc} {libc_version}".strip(),
     }
