@@ -91,6 +91,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule("grid_search.*.speedup", "ratio", show=True),  # against float64 trials, one run
         Rule("grid_search.*.speedup_same_dtype", "ratio", show=True),
         Rule("grid_search.*.seconds", "reported"),
+        Rule("grid_search.*.ray_start_seconds", "reported"),
         Rule("modes.*.us_per_cycle", "reported", show=True),
         Rule("full_run.seconds", "reported", show=True),
         Rule("full_run.peak_mib", "reported", show=True),  # counts TensorFlow's file-backed pages
