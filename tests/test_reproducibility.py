@@ -376,6 +376,7 @@ def test_the_environment_block_names_each_machine_and_lock_that_made_results():
     envs = {name: environment.record() for name in readme.RESULTS_FILES}
     one = readme.environment(lambda name: {"environment": envs[name]})
     assert one.startswith("Made on ") and "today's `requirements.lock`" in one
+    assert f"; {envs['toy.json']['platform']['cpu_features']})" in one
     envs["cnn/real_data.json"] = {
         **envs["cnn/real_data.json"],
         "platform": {**envs["cnn/real_data.json"]["platform"], "cpu": "Other CPU"},

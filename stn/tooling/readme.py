@@ -218,7 +218,8 @@ def environment(results: Results) -> str:
 
 
 def _environment_line(env: dict) -> str:
-    """One environment in words; its lock named by hash, and whether it is today's lock."""
+    """One environment in words (the CPU's extensions where recorded); its lock named by hash,
+    and whether it is today's lock."""
     p = env["platform"]
     packages = ", ".join(f"{name} {version}" for name, version in env["packages"].items())
     digest = env["lock_sha256"]
@@ -227,8 +228,9 @@ def _environment_line(env: dict) -> str:
         if digest == environment_record.lock_digest()
         else "an earlier `requirements.lock` (see `git log requirements.lock`)"
     )
+    cpu = f"{p['cpu']}; {p['cpu_features']}" if p.get("cpu_features") else p["cpu"]
     return (
-        f"{p['system']} {p['machine']} ({p['cpu']}), {p['python']}, {p['libc']}, with "
+        f"{p['system']} {p['machine']} ({cpu}), {p['python']}, {p['libc']}, with "
         f"{packages}; every other package as pinned in {which}, sha256 `{digest[:12]}…`."
     )
 
