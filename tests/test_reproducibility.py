@@ -384,7 +384,7 @@ def test_the_environment_block_names_each_machine_and_lock_that_made_results():
     }
     two = readme.environment(lambda name: {"environment": envs[name]}).splitlines()
     assert len(two) == 2 and two[1].startswith("- `cnn/real_data.json`: made on ")
-    assert "(Other CPU)" in two[1] and "an earlier `requirements.lock`" in two[1]
+    assert "(Other CPU; " in two[1] and "an earlier `requirements.lock`" in two[1]
     assert two[0].startswith("- `toy.json`, `robustness.json`, ") and "Other CPU" not in two[0]
 
 
