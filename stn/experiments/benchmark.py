@@ -345,16 +345,18 @@ def _timed_grid_search(
 ) -> tuple[SearchResult, float, float]:
     """``experiment``'s grid search on ``count`` workers (this process for one), with the
     seconds to start Ray (0 for none) and the seconds of the search itself."""
-    workers = Workers(count, "ray")
+    workers, ray, started, ray_start = Workers(count, "ray"), None, False, 0.0
+    if count > 1:
+        start = time.perf_counter()
+        ray, started = start_ray(workers)
+        ray_start = time.perf_counter() - start
     start = time.perf_counter()
-    ray, started = start_ray(workers) if count > 1 else (None, False)
-    ray_started = time.perf_counter()
     try:
         result = _grid_search(experiment, workers)
     finally:
         if started:
             ray.shutdown()
-    return result, ray_started - start, time.perf_counter() - ray_started
+    return result, ray_start, time.perf_counter() - start
 
 
 def _grid_search(experiment: RealDataExperiment, workers: Workers) -> SearchResult:
