@@ -94,6 +94,13 @@ def test_record_names_platform_versions_and_lock():
     assert len(record["lock_sha256"]) == 64
 
 
+def test_the_cpu_record_keeps_the_extensions_that_pick_kernels(monkeypatch):
+    flags = {"fpu", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_fp16", "amx_tile"}
+    monkeypatch.setattr(environment, "_cpuinfo", lambda: ("Intel(R) Xeon(R) Processor", flags))
+    assert environment.cpu_model() == "Intel(R) Xeon(R) Processor avx512f"
+    assert environment.cpu_features() == "amx_tile avx avx2 avx512_fp16 avx512f f16c fma"
+
+
 def test_cpus_named_alike_with_other_extensions_are_other_platforms():
     """A cloud's CPUs share a name ("Intel(R) Xeon(R) Processor") but not their extensions,
     which pick the kernels: results from two such CPUs are not compared bit for bit. A record
