@@ -71,7 +71,7 @@ REFERENCES = ("fixed_initial", "fixed_stn", "fixed_stn_hyper")
 #: The precisions an experiment may train at: float64, as the toy does, or float32, the default,
 #: as the paper's code does, which is twice as fast on a CPU (its random draws are float32 draws,
 #: so a seed gives another sample, not a rounding of the float64 one). A seed fixes either's bits
-#: on one kind of CPU; float32's last bits differ between CPUs with other extensions.
+#: for one compiled code: XLA's options (``stn.util.xla``) and the CPU's extensions.
 DTYPES = ("float64", "float32")
 METRICS = ("valid_loss", "valid_accuracy", "test_loss", "test_accuracy")
 #: Every method, in the table's order.

@@ -116,8 +116,8 @@ def platform_record() -> dict[str, str]:
     """What the numbers depend on besides the packages: OS, CPU (its name, kernel-deciding
     extensions and cache sizes), Python, C library. Coarse where it can be (no kernel release,
     host name or core count), so one kind of machine gives one record, and two machines with
-    equal records compute the same bits: float32 results from two CPUs that differed only in
-    their extensions have differed in their last bits."""
+    equal records compute the same bits (XLA compiles for the CPU's extensions, and float32
+    shows the difference)."""
     libc, libc_version = platform.libc_ver()
     return {
         "system": platform.system(),
