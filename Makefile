@@ -194,8 +194,8 @@ readme: | $(STAMP) ## Regenerate README.md's results blocks from figures/*.json
 
 .PHONY: lint
 lint: $(STAMP) ## ruff check and format check
-	$(VENV)/bin/ruff check stn tests notebooks
-	$(VENV)/bin/ruff format --check stn tests notebooks
+	$(VENV)/bin/ruff check stn tests notebooks conftest.py
+	$(VENV)/bin/ruff format --check stn tests notebooks conftest.py
 
 .PHONY: format
 format: $(STAMP) ## Apply ruff's fixes and formatting

@@ -437,12 +437,12 @@ def test_the_glance_gives_delta_stn_rates_when_the_study_ran_them(tmp_path):
 
 def test_nbval_kernels_compile_with_the_project_xla_setting(monkeypatch):
     """`make test` runs the notebooks under nbval, whose kernels inherit pytest's environment:
-    its conftest applies the XLA setting `make figures` runs with, since float32's last bits
-    differ between the two compiled codes."""
+    the repository's conftest applies the XLA setting `make figures` runs with, since float32's
+    last bits differ between the two compiled codes."""
     import runpy
 
     from stn.util import xla
 
     monkeypatch.delenv("XLA_FLAGS", raising=False)
-    runpy.run_path(str(ROOT / "notebooks" / "conftest.py"))
+    runpy.run_path(str(ROOT / "conftest.py"))
     assert os.environ["XLA_FLAGS"] == xla.flags("")

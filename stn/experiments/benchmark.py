@@ -9,6 +9,7 @@ the same runs dealt to worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -25,7 +26,7 @@ from stn.experiments.baselines import SearchResult, grid_points, search
 from stn.experiments.real_data import DTYPES, RealDataExperiment, TrialPool
 from stn.experiments.reference import design_doc_loop
 from stn.experiments.toy import VARIANTS, ToyExperiment
-from stn.experiments.workers import WorkerPool, Workers, map_runs, split, start_ray
+from stn.experiments.workers import WorkerPool, Workers, map_runs, ray_session, split
 from stn.training.loop import Trainer
 from stn.util import xla
 from stn.util.settings import Settings, setting
@@ -345,18 +346,15 @@ def _timed_grid_search(
 ) -> tuple[SearchResult, float, float]:
     """``experiment``'s grid search on ``count`` workers (this process for one), with the
     seconds to start Ray (0 for none) and the seconds of the search itself."""
-    workers, ray, started, ray_start = Workers(count, "ray"), None, False, 0.0
-    if count > 1:
+    workers, ray_start = Workers(count, "ray"), 0.0
+    with contextlib.ExitStack() as stack:
+        if count > 1:
+            start = time.perf_counter()
+            stack.enter_context(ray_session(workers))
+            ray_start = time.perf_counter() - start
         start = time.perf_counter()
-        ray, started = start_ray(workers)
-        ray_start = time.perf_counter() - start
-    start = time.perf_counter()
-    try:
         result = _grid_search(experiment, workers)
-    finally:
-        if started:
-            ray.shutdown()
-    return result, ray_start, time.perf_counter() - start
+        return result, ray_start, time.perf_counter() - start
 
 
 def _grid_search(experiment: RealDataExperiment, workers: Workers) -> SearchResult:

@@ -157,7 +157,7 @@ def grid_search_table(results: Results) -> str:
         header,
         (
             [r["dtype"], str(r["workers"]), str(r["trials"]), f"{r['seconds']:.1f}",
-             f"{r.get('ray_start_seconds', 0.0):.1f}" if r["workers"] > 1 else "–",
+             f"{r['ray_start_seconds']:.1f}" if r["workers"] > 1 else "–",
              f"{r['speedup']:.2f}", f"{r['speedup_same_dtype']:.2f}",
              f"{r['best_valid_loss']:.5f}"]
             for r in rows
