@@ -2,6 +2,7 @@
 search follows from its seed alone, on one worker or two."""
 
 import functools
+import os
 
 import numpy as np
 import pytest
@@ -93,3 +94,22 @@ def test_a_member_stores_each_round_apart_even_when_tunes_count_lags(tmp_path, m
         assert [p.name for p in stored] == ["checkpoint_000001", "checkpoint_000002"]
         member.restore(round_one)
         assert member.train()["valid_loss"] == round_two
+
+
+def test_pbt_keeps_its_member_processes_across_rounds(tmp_path):
+    """Every synchronous round pauses every member. Tune keeps a paused member's actor for the
+    next member only while the search is open, so the search stays open until all members are
+    done: the rounds run in the same few processes instead of a fresh one (a TensorFlow import
+    and a compile) per round."""
+    log = tmp_path / "processes"
+
+    def trainer():  # a closure: Ray pickles it whole, so it needs no importable module
+        with log.open("a") as file:
+            file.write(f"{os.getpid()}\n")
+        return real_data.cached_trainer(EXPERIMENT, SEED, False)
+
+    _, specs = EXPERIMENT.problem(EXPERIMENT.data(SEED))
+    workers, rounds = 2, 6  # five members on two workers: every round, one member waits
+    pbt_search(trainer, specs, 5, 15, rounds, SEED, Workers(workers, "ray"))
+    processes = set(log.read_text().split())
+    assert len(processes) <= workers + 1 < rounds

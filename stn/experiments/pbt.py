@@ -30,6 +30,7 @@ from unittest import mock
 import numpy as np
 from ray import tune
 from ray.tune.schedulers import PopulationBasedTraining
+from ray.tune.search import BasicVariantGenerator
 from ray.tune.schedulers import pbt as pbt_scheduler
 
 from stn.experiments.baselines import FixedTrainer, RunResult, SearchResult, bounds, random_points
@@ -80,6 +81,15 @@ class Member(tune.Trainable):
 
     def load_checkpoint(self, checkpoint: str) -> None:
         self.trainer.state().read(os.path.join(checkpoint, "state")).assert_consumed()
+
+
+class _Members(BasicVariantGenerator):
+    """The population's members, generated up front, and a search that stays open until every
+    member has finished: Tune caches a paused member's actor for the next member to run only
+    while the search is open, and would otherwise start a new process every round."""
+
+    def is_finished(self) -> bool:
+        return super().is_finished() and not self._live_trials
 
 
 class _Rounds(tune.Callback):
@@ -161,6 +171,7 @@ def _tuner(
     """The Tune experiment: one member per point, one CPU each, ``rounds`` rounds."""
     config = tune.TuneConfig(
         scheduler=pbt,
+        search_alg=_Members(),
         metric="valid_loss",
         mode="min",
         reuse_actors=True,
