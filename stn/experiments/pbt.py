@@ -30,8 +30,8 @@ from unittest import mock
 import numpy as np
 from ray import tune
 from ray.tune.schedulers import PopulationBasedTraining
-from ray.tune.search import BasicVariantGenerator
 from ray.tune.schedulers import pbt as pbt_scheduler
+from ray.tune.search import BasicVariantGenerator
 
 from stn.experiments.baselines import FixedTrainer, RunResult, SearchResult, bounds, random_points
 from stn.experiments.workers import Workers, limit_threads, ray_session, threads_per_worker
