@@ -88,8 +88,22 @@ class _Members(BasicVariantGenerator):
     member has finished: Tune caches a paused member's actor for the next member to run only
     while the search is open, and would otherwise start a new process every round."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: set[str] = set()  # the members generated and not yet finished
+
+    def next_trial(self) -> Any:
+        trial = super().next_trial()
+        if trial is not None:
+            self.open.add(trial.trial_id)
+        return trial
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        super().on_trial_complete(trial_id, result, error)
+        self.open.discard(trial_id)
+
     def is_finished(self) -> bool:
-        return super().is_finished() and not self._live_trials
+        return super().is_finished() and not self.open
 
 
 class _Rounds(tune.Callback):
