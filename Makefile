@@ -69,6 +69,7 @@ benchmark_parameters := -p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p s
 	-p max_added_mib 512.0 -p population_sizes "$(POPULATION_SIZES)" -p population_cycles 1000 \
 	-p mlp_population_sizes "$(POPULATION_SIZES)" -p mlp_population_cycles 250 \
 	-p cnn_population_sizes "[1, 2, 4, 8, 16]" -p cnn_population_cycles 50 \
+	-p trial_population_sizes "$(POPULATION_SIZES)" -p trial_population_steps 750 \
 	-p population_full_members 8 -p population_repeats 3 -p population_workers 2 \
 	-p search_trials 27 -p search_steps 6000 \
 	-p single_run_variants '["default", "per-layer scale"]'

@@ -158,3 +158,102 @@ def test_the_population_benchmark_times_each_size_on_its_own_cycles():
     assert rows[0]["gain"] == 1.0
     for row in rows:
         assert row["us_per_member_cycle"] > 0 and row["workers_us_per_member_cycle"] > 0
+
+
+# -- a search's trials as a population: one seed, one point per member ----------------------------
+
+
+def _trial_trainer(architecture: str, hyper: bool, members: int | None):
+    """The classification task with every augmentation, dropout per block and weight decay, at
+    float64, trained at fixed values (plain network, or the hypernetwork reading λ)."""
+    from stn.experiments.baselines import FixedTrainer
+    from stn.method.models import HyperCNN, HyperMLP
+    from stn.tasks.classification import ClassificationTask, classification_specs, load_dataset
+
+    def model(n_hyper, generator):
+        if architecture == "mlp":
+            return HyperMLP(n_hyper, generator, hidden=(32, 32), hyper=hyper)
+        return HyperCNN(n_hyper, generator, channels=(4, 8), dense_units=16, hyper=hyper)
+
+    data = load_dataset("digits", 0, n_train=300, n_valid=100)
+    n_dropout = model(1, tf.random.Generator.from_seed(0)).n_dropout
+    specs = classification_specs(n_dropout, weight_decay=1e-4)
+    task = ClassificationTask(data, [s.name for s in specs], batch_size=16, valid_batch_size=20)
+    trainer = FixedTrainer(task, specs, model, eval_every_steps=20, members=members)
+    return trainer, specs
+
+
+@pytest.mark.parametrize(("architecture", "hyper"), [("mlp", False), ("mlp", True), ("cnn", False)])
+def test_a_trial_member_is_the_single_trial_of_its_point(architecture, hyper):
+    """Three points through a population of two (the second group filled up with a copy of its
+    point): each result is the single trial of its point and seed, evaluation after the last,
+    unfinished interval included (float64, to 1e-9)."""
+    from stn.experiments.baselines import random_points
+
+    population, specs = _trial_trainer(architecture, hyper, members=2)
+    single, _ = _trial_trainer(architecture, hyper, members=None)
+    points = random_points(specs, 3, seed=4)
+    members = list(population.run_trials(points, 50, seed=7))
+    assert len(members) == 3
+    for point, member in zip(points, members, strict=True):
+        alone = single.run(point, 50, seed=7)
+        assert member.values == alone.values
+        np.testing.assert_array_equal(member.steps, [20, 40, 50])
+        np.testing.assert_array_equal(member.steps, alone.steps)
+        for key, series in alone.metrics.items():
+            np.testing.assert_allclose(member.metrics[key], series, rtol=0, atol=1e-9)
+    assert not np.allclose(members[0].metrics["valid_loss"], members[1].metrics["valid_loss"])
+
+
+def test_a_trial_population_checks_its_points():
+    population, specs = _trial_trainer("mlp", False, members=2)
+    point = {s.name: s.initial for s in specs}
+    with pytest.raises(ValueError, match="values has 1 points for 2 members"):
+        population.run([point], 20, 0)
+    with pytest.raises(ValueError, match="seed=-1 must be an integer >= 0"):
+        population.run([point, point], 20, -1)
+
+
+def test_members_that_share_a_seed_share_one_stream():
+    """Trials of one seed draw from one stream, once for all of them; members of other seeds
+    keep their own, and a restart must repeat the seeds where they repeated."""
+    population = PopulationGenerator([10, 10, 20, 10])
+    assert len(population) == 4 and len(population.members) == 2
+    for _ in range(2):  # and again after a restart
+        draws = population.uniform([3, 2], dtype=tf.float64).numpy()
+        for seed, draw in zip([10, 10, 20, 10], draws, strict=True):
+            expected = tf.random.Generator.from_seed(seed).uniform([3, 2], dtype=tf.float64)
+            np.testing.assert_array_equal(draw, expected.numpy())
+        population.reset_from_seed([10, 10, 20, 10])
+    population.reset_from_seed([5, 5, 6, 5])  # the same pattern, other seeds
+    with pytest.raises(ValueError, match="repeated where"):
+        population.reset_from_seed([5, 6, 6, 5])
+    shared = PopulationGenerator([3, 3, 3])
+    np.testing.assert_array_equal(
+        shared.normal([2]).numpy(),
+        np.broadcast_to(tf.random.Generator.from_seed(3).normal([2]).numpy(), [3, 2]),
+    )
+
+
+def test_a_plain_population_decays_each_members_own_kernels():
+    """Weight decay of a plain population: each member's ‖W‖², not the population's sum."""
+    from stn.method.models import HyperMLP
+
+    population = HyperMLP(1, PopulationGenerator([1, 2]), hidden=(8,), hyper=False)
+    norms = population.squared_kernel_norm(None).numpy()
+    assert norms.shape == (2, 1)
+    for j, seed in enumerate([1, 2]):
+        single = HyperMLP(1, tf.random.Generator.from_seed(seed), hidden=(8,), hyper=False)
+        assert population.members == 2 and single.members is None
+        np.testing.assert_allclose(norms[j, 0], single.squared_kernel_norm(None).numpy())
+
+
+def test_the_trial_workload_times_a_searchs_trials():
+    from stn.experiments.benchmark import TrialWorkload, population_benchmark
+    from stn.experiments.real_data import RealDataExperiment
+
+    workload = TrialWorkload(RealDataExperiment(n_train=200, n_valid=100), 75)
+    assert workload.name == "mlp trials" and workload.unit == 75
+    rows = population_benchmark(workload, [1, 2], repeats=1, workers=1)
+    assert [(r["members"], r["cycles"]) for r in rows] == [(1, 75), (2, 75)]
+    assert all(r["us_per_member_cycle"] > 0 for r in rows)

@@ -25,7 +25,7 @@ import tensorflow as tf
 from stn.method.hyperparameters import DEFAULT_DTYPE, HyperparameterSpec
 from stn.method.models import HyperModel
 from stn.method.optimizers import make_optimizer
-from stn.method.population import check_like
+from stn.method.population import MemberMask
 from stn.method.stn import (
     STNConfig,
     check_dtype,
@@ -39,8 +39,11 @@ from stn.method.variants import HYPERNET_INPUTS
 from stn.tasks.classification import ClassificationTask
 from stn.training.loop import Trainer
 from stn.training.progress import progress_bar
-from stn.training.record import DivergenceError
-from stn.util.checks import is_positive_int
+from stn.training.record import DivergenceError, Trajectory
+from stn.util.checks import is_count, is_positive_int
+
+#: A point of hyperparameter values, by name.
+Point = Mapping[str, float]
 
 #: No storage: an in-memory study, which writes no file (and cannot resume). Pass a database URL
 #: (``sqlite:///build/optuna.db``, ``postgresql://...``) to keep the study and resume it.
@@ -78,27 +81,45 @@ class RunResult:
 
 class FixedValues(tf.Module):
     """Hyperparameters held at fixed values, unperturbed: the values the task applies, what the
-    loop records, and (for a model with hyper weights) the unconstrained λ its network reads."""
+    loop records, and (for a model with hyper weights) the unconstrained λ its network reads.
+    A population of ``members`` holds one point per member ([P, H])."""
 
-    def __init__(self, specs: Sequence[HyperparameterSpec], dtype: tf.DType = DEFAULT_DTYPE):
+    def __init__(
+        self,
+        specs: Sequence[HyperparameterSpec],
+        dtype: tf.DType = DEFAULT_DTYPE,
+        members: int | None = None,
+    ):
         super().__init__(name="fixed_values")
-        self.specs, self.dtype = tuple(specs), dtype
+        self.specs, self.dtype, self.members = tuple(specs), dtype, members
         self.names, self.size = tuple(s.name for s in specs), len(specs)
-        self.fixed = tf.Variable(tf.zeros([self.size], dtype), trainable=False, name="values")
-        self.unconstrained = tf.Variable(
-            tf.zeros([self.size], dtype), trainable=False, name="unconstrained"
-        )
+        shape = [self.size] if members is None else [members, self.size]
+        zeros = tf.zeros(shape, dtype)
+        self.fixed = tf.Variable(zeros, trainable=False, name="values")
+        self.unconstrained = tf.Variable(zeros, trainable=False, name="unconstrained")
 
-    def hold(self, values: Mapping[str, float], unconstrained: bool) -> None:
-        """Hold ``values`` (by name); with ``unconstrained``, also λ in the network's space."""
-        missing = set(self.names) - set(values)
-        if missing:
-            raise ValueError(f"values={dict(values)!r} lacks {sorted(missing)}")
-        held = [float(values[n]) for n in self.names]
-        self.fixed.assign(held)
+    def hold(self, values: Point | Sequence[Point], unconstrained: bool) -> None:
+        """Hold ``values`` (by name; a population's, one point per member); with
+        ``unconstrained``, also λ in the network's space."""
+        points = [values] if self.members is None else list(values)
+        if len(points) != (self.members or 1):
+            raise ValueError(f"values has {len(points)} points for {self.members} members")
+        for point in points:
+            missing = set(self.names) - set(point)
+            if missing:
+                raise ValueError(f"values={dict(point)!r} lacks {sorted(missing)}")
+        held = [[float(point[n]) for n in self.names] for point in points]
+        self.fixed.assign(held[0] if self.members is None else held)
         if unconstrained:
             spaces = [spec.space for spec in self.specs]
-            self.unconstrained.assign([t.inverse(v) for t, v in zip(spaces, held, strict=True)])
+            inverse = [[t.inverse(v) for t, v in zip(spaces, row, strict=True)] for row in held]
+            self.unconstrained.assign(inverse[0] if self.members is None else inverse)
+
+    def per_example(self, x: tf.Tensor, n: tf.Tensor | int) -> tf.Tensor:
+        """A held [H] (or [P, H]) repeated for ``n`` examples: [n, H] (or [P, n, H])."""
+        if self.members is None:
+            return tf.tile(x[tf.newaxis], [n, 1])
+        return tf.tile(x[:, tf.newaxis], [1, n, 1])
 
     def values(self) -> tf.Tensor:
         return tf.identity(self.fixed)
@@ -116,10 +137,10 @@ class FixedRun(tf.Module):
     It has what :class:`~stn.training.loop.Trainer` runs (a cycle is one weight step, the
     validation objective is recorded as 0), so the baselines share STN's compiled loop, and
     :func:`~stn.method.stn.restart` gives them STN's seeding. Of ``config`` it reads the loop's
-    settings, the weight optimizer's and the hypernetwork input's."""
+    settings, the weight optimizer's and the hypernetwork input's.
 
-    population = None  # one run
-    mask = None
+    With ``members`` it is a population (:mod:`stn.method.population`) of that many trials of
+    one seed, each at its own point: member i is the run of point i (to rounding)."""
 
     def __init__(
         self,
@@ -127,56 +148,74 @@ class FixedRun(tf.Module):
         specs: Sequence[HyperparameterSpec],
         model_fn: Callable[[int, tf.random.Generator], HyperModel],
         config: STNConfig,
+        members: int | None = None,
     ):
         super().__init__(name="fixed_run")
-        self.task, self.model_fn, self.config, self.seed = task, model_fn, config, 0
-        self.hyperparameters = FixedValues(specs, task.dtype)
-        self.model = model_fn(self.hyperparameters.size, stream(0, init_seed))
+        if members is not None and not is_positive_int(members):
+            raise ValueError(f"members={members!r} must be a positive integer or None")
+        self.task, self.model_fn, self.config = task, model_fn, config
+        self.population = members
+        self.seed: int | list[int] = self._seeds(0)
+        self.mask = None if members is None else MemberMask(members)
+        self.hyperparameters = FixedValues(specs, task.dtype, members)
+        self.model = model_fn(self.hyperparameters.size, stream(self.seed, init_seed))
         check_dtype(self.model, task)
         self.hypernet_input = HYPERNET_INPUTS[config.hypernet_input]()
-        self.generator = stream(0, train_seed)
+        self.generator = stream(self.seed, train_seed)
         self.optimizer = make_optimizer(config.weight_optimizer, config.weight_lr)
-        self.optimizer.build(list(self.model.weights))
+        self.optimizer.build(list(self.model.weights))  # no target: no member stops early
         self._optimizer_init = optimizer_state([self.optimizer])
 
-    def reset(self, seed: int, values: Mapping[str, float] | None = None) -> None:
-        """Start over from ``seed`` (fresh weights, optimizer state and noise), at ``values``
-        if given."""
-        check_like(seed, self.seed)
-        self.seed = seed
-        restart(self, self.hyperparameters.size, seed, self._optimizer_init)
+    def _seeds(self, seed: int) -> int | list[int]:
+        """The run's seed, or every member's (one seed, shared)."""
+        return seed if self.population is None else [seed] * self.population
+
+    def reset(self, seed: int, values: Point | Sequence[Point] | None = None) -> None:
+        """Start over from ``seed`` (fresh weights, optimizer state and noise; a population's
+        members all from it), at ``values`` if given."""
+        if not is_count(seed):
+            raise ValueError(f"seed={seed!r} must be an integer >= 0")
+        self.seed = self._seeds(seed)
+        restart(self, self.hyperparameters.size, self.seed, self._optimizer_init)
+        if self.mask is not None:
+            self.mask.reset()
         if values is not None:
             self.hold(values)
 
-    def hold(self, values: Mapping[str, float]) -> None:
-        """Train on at ``values`` (by name) from now on."""
+    def hold(self, values: Point | Sequence[Point]) -> None:
+        """Train on at ``values`` (by name; one point per member in a population) from now on."""
         self.hyperparameters.hold(values, unconstrained=bool(self.model.hyper_weights))
+
+    def batch_size(self, batch: tuple[tf.Tensor, ...]) -> tf.Tensor:
+        """How many examples ``batch`` has (each member's, in a population)."""
+        return tf.shape(batch[0])[0 if self.population is None else 1]
 
     def network_input(self, n: tf.Tensor | int) -> tf.Tensor | None:
         """What the network reads for ``n`` examples: nothing for a plain model, else the
         fixed λ as the hypernetwork reads the unperturbed λ."""
         if not self.model.hyper_weights:
             return None
-        tiled = tf.tile(self.hyperparameters.unconstrained[tf.newaxis], [n, 1])
-        return self.hypernet_input.exact(tiled)
+        hp = self.hyperparameters
+        return self.hypernet_input.exact(hp.per_example(hp.unconstrained, n))
 
     @tf.autograph.experimental.do_not_convert
     def weight_step(self) -> tf.Tensor:
-        """φ ← φ − α ∂f(λ, w_φ(λ))/∂φ at the fixed λ."""
+        """φ ← φ − α ∂f(λ, w_φ(λ))/∂φ at the fixed λ (each member's at its own)."""
         batch = self.task.train_batch(self.generator)
-        n = tf.shape(batch[0])[0]
-        values = tf.tile(self.hyperparameters.fixed[tf.newaxis], [n, 1])
+        n = self.batch_size(batch)
+        values = self.hyperparameters.per_example(self.hyperparameters.fixed, n)
         with tf.GradientTape() as tape:
             hnet_input = self.network_input(n)
             loss = self.task.train_loss(self.model, batch, hnet_input, values, self.generator)
         variables = list(self.model.weights)
-        grads = tape.gradient(loss, variables)
+        grads = tape.gradient(loss, variables)  # of the members' sum: each member's own
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss
 
     @tf.autograph.experimental.do_not_convert
     def cycle(self) -> tuple[tf.Tensor, tf.Tensor]:
-        return self.weight_step(), tf.zeros([], self.hyperparameters.dtype)
+        loss = self.weight_step()
+        return loss, tf.zeros_like(loss)
 
     @tf.autograph.experimental.do_not_convert
     def evaluate(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
@@ -189,7 +228,8 @@ FIXED_CHUNK_STEPS = 1000
 
 class FixedTrainer:
     """Trains a :class:`FixedRun` in STN's compiled loop: one model, one optimizer and one
-    compiled chunk serve every trial, re-initialised in place from the trial's seed."""
+    compiled chunk serve every trial, re-initialised in place from the trial's seed. With
+    ``members``, a population: ``members`` trials at a time in one program."""
 
     def __init__(
         self,
@@ -201,6 +241,7 @@ class FixedTrainer:
         eval_every_steps: int = 75,
         jit_compile: bool = True,
         hypernet_input: str = "plain",
+        members: int | None = None,
     ):
         if not is_positive_int(eval_every_steps):
             raise ValueError(f"eval_every_steps={eval_every_steps!r} must be a positive integer")
@@ -216,37 +257,63 @@ class FixedTrainer:
             snapshot_every=chunk,
             jit_compile=jit_compile,
         )
-        self.fixed = FixedRun(task, specs, model_fn, config)
+        self.fixed = FixedRun(task, specs, model_fn, config, members)
         self.trainer = Trainer(self.fixed)
-        self.eval_every_steps = eval_every_steps
+        self.members, self.eval_every_steps = members, eval_every_steps
         self._evaluate = tf.function(self.fixed.evaluate, jit_compile=jit_compile)
 
-    def run(self, values: Mapping[str, float], steps: int, seed: int = 0) -> RunResult:
-        """Train for ``steps`` steps from ``seed`` at ``values``, evaluating every
-        ``eval_every_steps`` steps and at the end."""
+    def run(
+        self, values: Point | Sequence[Point], steps: int, seed: int = 0
+    ) -> RunResult | list[RunResult]:
+        """Train for ``steps`` steps from ``seed`` at ``values`` (a population: one point per
+        member, one result each), evaluating every ``eval_every_steps`` steps and at the end."""
         self.fixed.reset(seed)
         return self.train_on(values, steps)
 
-    def train_on(self, values: Mapping[str, float], steps: int) -> RunResult:
+    def train_on(self, values: Point | Sequence[Point], steps: int) -> RunResult | list[RunResult]:
         """Train ``steps`` more steps from the current state (weights, optimizer and noise) at
         ``values``, evaluating every ``eval_every_steps`` steps of them and at the end."""
         if not is_positive_int(steps):
             raise ValueError(f"steps={steps!r} must be a positive integer")
         self.fixed.hold(values)
         try:
-            trajectory = self.trainer.run(max_cycles=steps)
+            trajectories = self.trainer.run(max_cycles=steps)
         except DivergenceError as error:  # a cycle of a fixed run is one step
             raise DivergenceError(error.cycle, error.quantities, unit="step") from None
+        last = self._last_evaluation(steps)
+        if self.members is None:
+            return self._result(values, trajectories, steps, last)
+        return [
+            self._result(point, t, steps, {k: v[j] for k, v in last.items()} if last else None)
+            for j, (point, t) in enumerate(zip(values, trajectories, strict=True))
+        ]
+
+    def _last_evaluation(self, steps: int) -> dict[str, np.ndarray] | None:
+        """The metrics at ``steps`` when the loop did not evaluate there (it evaluates at whole
+        intervals only): each a value, or one per member."""
+        if steps % self.eval_every_steps == 0:
+            return None
+        last = {k: v.numpy().astype(np.float64) for k, v in self._evaluate()[0].items()}
+        bad = {
+            f"metric {k}": float(v[~np.isfinite(v)][0] if v.ndim else v)
+            for k, v in last.items()
+            if not np.isfinite(v).all()
+        }
+        if bad:
+            raise DivergenceError(steps, bad, unit="step")
+        return last
+
+    def _result(
+        self, values: Point, trajectory: Trajectory, steps: int, last: dict[str, np.ndarray] | None
+    ) -> RunResult:
+        """One trial's result; a population's wall time is shared evenly by its members."""
         at, metrics = trajectory.eval_cycles, trajectory.metrics
-        if steps % self.eval_every_steps:  # the loop evaluates at whole intervals only
-            last = {k: float(v) for k, v in self._evaluate()[0].items()}
-            bad = {f"metric {k}": v for k, v in last.items() if not math.isfinite(v)}
-            if bad:
-                raise DivergenceError(steps, bad, unit="step")
+        if last is not None:
             at = np.append(at, steps)
-            metrics = {k: np.append(v, last[k]) for k, v in metrics.items()}
+            metrics = {k: np.append(v, float(last[k])) for k, v in metrics.items()}
         names = self.fixed.hyperparameters.names
-        return RunResult({n: float(values[n]) for n in names}, at, metrics, trajectory.seconds)
+        seconds = trajectory.seconds / (self.members or 1)
+        return RunResult({n: float(values[n]) for n in names}, at, metrics, seconds)
 
     def state(self) -> tf.train.Checkpoint:
         """The whole training state (weights, optimizer slots, random generator), to save with
@@ -261,8 +328,16 @@ class FixedTrainer:
     def run_trials(
         self, points: Sequence[Mapping[str, float]], steps: int, seed: int
     ) -> Iterator[RunResult]:
-        """One run per point, one after another (see :class:`Trials`)."""
-        return (self.run(point, steps, seed) for point in points)
+        """One run per point, one after another (see :class:`Trials`); a population's trainer
+        runs them ``members`` at a time, the last group filled up with copies of its last point
+        (whose runs are dropped)."""
+        if self.members is None:
+            yield from (self.run(point, steps, seed) for point in points)
+            return
+        for i in range(0, len(points), self.members):
+            group = list(points[i : i + self.members])
+            filled = group + [group[-1]] * (self.members - len(group))
+            yield from self.run(filled, steps, seed)[: len(group)]
 
 
 class Trials(Protocol):

@@ -22,7 +22,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stn.experiments.baselines import SearchResult, grid_points, search
+from stn.experiments.baselines import (
+    FixedTrainer,
+    SearchResult,
+    grid_points,
+    random_points,
+    search,
+)
 from stn.experiments.real_data import DTYPES, RealDataExperiment, TrialPool
 from stn.experiments.reference import design_doc_loop
 from stn.experiments.toy import VARIANTS, ToyExperiment
@@ -73,6 +79,8 @@ class BenchmarkSettings(Settings):
     mlp_population_cycles: int = setting(ge=25)  # a multiple of the evaluation interval, 25
     cnn_population_sizes: list[int] = setting(min_length=1, items={"ge": 1})
     cnn_population_cycles: int = setting(ge=25)  # a multiple of the evaluation interval, 25
+    trial_population_sizes: list[int] = setting(min_length=1, items={"ge": 1})
+    trial_population_steps: int = setting(ge=75)  # a multiple of the evaluation interval, 75
     population_full_members: int = setting(ge=1)
     population_repeats: int = setting(ge=1)
     population_workers: int = setting(ge=1)
@@ -87,7 +95,8 @@ class BenchmarkSettings(Settings):
                 raise ValueError(
                     f"single_run_variants contains {name!r}; allowed: {', '.join(VARIANTS)}"
                 )
-        for name in ("population_sizes", "mlp_population_sizes", "cnn_population_sizes"):
+        sizes = ("population_sizes", "mlp_population_sizes", "cnn_population_sizes")
+        for name in (*sizes, "trial_population_sizes"):
             if getattr(self, name)[0] != 1:
                 raise ValueError(
                     f"{name}={getattr(self, name)!r} must start at 1: the gain of a "
@@ -233,7 +242,49 @@ class ClassifierWorkload:
         return exp.stn_trainer(seed, exp.data(0))
 
 
-Workload = ToyWorkload | ClassifierWorkload
+@dataclasses.dataclass(frozen=True)
+class TrialWorkload:
+    """A search's trials as a workload: ``experiment``'s plain network trained at fixed values
+    for ``cycles`` steps on the split of data seed 0, all from seed 0 as a search's trials are.
+    Trial s is the search space's random point s, so P members are P trials of one search."""
+
+    experiment: RealDataExperiment
+    cycles: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.experiment.model} trials"
+
+    @property
+    def unit(self) -> int:
+        """A trial's steps are a multiple of its evaluation interval."""
+        return self.experiment.eval_every_steps
+
+    def build(self, seed: int | tuple[int, ...]) -> TrialRuns:
+        members = None if isinstance(seed, int) else len(seed)
+        runs = TrialRuns(self.experiment.fixed_trainer(0, members=members), self.cycles)
+        runs.reset(seed)
+        return runs
+
+
+class TrialRuns:
+    """Trials as the population study runs them: ``reset(s)`` picks trial s (or a population's
+    trials), ``run()`` trains them for ``steps`` steps from seed 0."""
+
+    def __init__(self, trainer: FixedTrainer, steps: int):
+        self.trainer, self.steps = trainer, steps
+
+    def reset(self, trials: int | tuple[int, ...]) -> None:
+        picked = [trials] if isinstance(trials, int) else list(trials)
+        specs = self.trainer.fixed.hyperparameters.specs
+        points = [random_points(specs, 1, seed=s)[0] for s in picked]
+        self.trainer.fixed.reset(0, points if self.trainer.members else points[0])
+
+    def run(self) -> None:
+        self.trainer.trainer.run(max_cycles=self.steps)
+
+
+Workload = ToyWorkload | ClassifierWorkload | TrialWorkload
 
 
 def cycles_at(workload: Workload, members: int, full_members: int | None) -> int:

@@ -323,13 +323,18 @@ class RealDataExperiment:
         comparison.results.update(self._references(trials, specs, comparison.results["stn"], seed))
         return comparison
 
-    def fixed_trainer(self, seed: int, hyper: bool = False) -> FixedTrainer:
+    def fixed_trainer(
+        self, seed: int, hyper: bool = False, members: int | None = None
+    ) -> FixedTrainer:
         """The trainer at fixed hyperparameters on ``seed``'s data: of the plain network, which
-        every search's trial uses, or (``hyper``) of STN's hypernetwork reading the fixed λ."""
+        every search's trial uses, or (``hyper``) of STN's hypernetwork reading the fixed λ; a
+        population of ``members`` trials at a time if given."""
         data = self.data(seed)
         task, specs = self.problem(data)
         model_fn = functools.partial(self.model_fn, hyper=hyper, data=data)
-        return FixedTrainer(task, specs, model_fn, "adam", self.weight_lr, self.eval_every_steps)
+        return FixedTrainer(
+            task, specs, model_fn, "adam", self.weight_lr, self.eval_every_steps, members=members
+        )
 
     def _references(
         self, trials: TrialPool, specs: list[HyperparameterSpec], stn: MethodResult, seed: int

@@ -229,8 +229,11 @@ class PlainLayer(tf.Module):
         return ()
 
     def squared_kernel_norm(self, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
-        """‖W‖², the same for every example (a scalar); biases are not decayed."""
-        return tf.reduce_sum(tf.square(self.w))
+        """‖W‖², the same for every example (a scalar, or a population's [P, 1], one per
+        member, to broadcast over its batch); biases are not decayed."""
+        if self.b.shape.rank == 1:
+            return tf.reduce_sum(tf.square(self.w))
+        return tf.reduce_sum(tf.square(self.w), list(range(1, self.w.shape.rank)))[:, tf.newaxis]
 
 
 class Dense(PlainLayer):

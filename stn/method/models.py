@@ -51,6 +51,13 @@ class HyperModel(tf.Module):
         """The precision of the weights (every layer's)."""
         return self.weights[0].dtype
 
+    @property
+    def members(self) -> int | None:
+        """P for a population's model (built from a population's generator: every bias is
+        [P, 1, out]), None for one run's (biases [out])."""
+        bias = self.layers[0].b
+        return None if bias.shape.rank == 1 else int(bias.shape[0])
+
     def squared_kernel_norm(self, hnet_input: tf.Tensor | None) -> tf.Tensor:
         """Σ_layers ‖W_layer(λ_i)‖²: the squared norm of every dense and convolution kernel at
         the weights each example is run with, [batch] (a scalar without hyper layers). Weight
@@ -155,21 +162,20 @@ class _Classifier(HyperModel):
             raise ValueError(
                 "generator=None is not allowed with dropout: pass a tf.random.Generator"
             )
-        h = x
-        if hnet_input is not None and len(hnet_input.shape) == 3 and len(x.shape) == 4:
-            h = tf.broadcast_to(x, [hnet_input.shape[0], *x.shape])  # one batch, every member
+        h, members = x, self.members
+        if members is not None and len(x.shape) == 4:
+            h = tf.broadcast_to(x, [members, *x.shape])  # one batch, every member
         for i in range(self.n_dropout):
             h = self._block(i, h, hnet_input)
             if dropout is not None:
                 h = per_example_dropout(h, dropout[..., i], generator)
-        return self.layers[-1](_flatten(h, hnet_input), hnet_input)
+        return self.layers[-1](self._flatten(h), hnet_input)
 
-
-def _flatten(h: tf.Tensor, hnet_input: tf.Tensor | None) -> tf.Tensor:
-    """Activations [batch, ...] → [batch, features]; a population's [P, batch, ...] (its
-    ``hnet_input`` is [P, batch, H]) → [P, batch, features]."""
-    lead = 2 if hnet_input is not None and len(hnet_input.shape) == 3 else 1
-    return tf.reshape(h, tf.concat([tf.shape(h)[:lead], [-1]], 0))
+    def _flatten(self, h: tf.Tensor) -> tf.Tensor:
+        """Activations [batch, ...] → [batch, features]; a population's [P, batch, ...] →
+        [P, batch, features]."""
+        lead = 1 if self.members is None else 2
+        return tf.reshape(h, tf.concat([tf.shape(h)[:lead], [-1]], 0))
 
 
 class HyperMLP(_Classifier):
@@ -198,7 +204,7 @@ class HyperMLP(_Classifier):
 
     def _block(self, i: int, h: tf.Tensor, hnet_input: tf.Tensor | None) -> tf.Tensor:
         if i == 0:
-            h = _flatten(h, hnet_input)
+            h = self._flatten(h)
         return tf.nn.relu(self.layers[i](h, hnet_input))
 
 
@@ -247,4 +253,4 @@ class HyperCNN(_Classifier):
         if i < self.n_conv:
             h = tf.nn.relu(self.layers[i](h, hnet_input))
             return max_pool_2x2(h)
-        return tf.nn.relu(self.layers[i](_flatten(h, hnet_input), hnet_input))
+        return tf.nn.relu(self.layers[i](self._flatten(h), hnet_input))

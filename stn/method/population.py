@@ -22,11 +22,14 @@ from stn.util.checks import is_count
 Seeds = Sequence[int]
 
 
-def check_seeds(seeds: object) -> tuple[int, ...]:
-    """``seeds`` as a tuple of distinct integers >= 0, at least one; else a ValueError."""
+def check_seeds(seeds: object, distinct: bool = True) -> tuple[int, ...]:
+    """``seeds`` as a tuple of integers >= 0 (``distinct`` ones: a population of seeds), at
+    least one; else a ValueError."""
     if isinstance(seeds, str | bytes) or not isinstance(seeds, Sequence) or not seeds:
         raise ValueError(f"seeds={seeds!r} must be a non-empty sequence of integers >= 0")
-    if not all(is_count(s) for s in seeds) or len(set(seeds)) != len(seeds):
+    if not all(is_count(s) for s in seeds):
+        raise ValueError(f"seeds={list(seeds)!r} must be integers >= 0")
+    if distinct and len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds={list(seeds)!r} must be distinct integers >= 0")
     return tuple(int(s) for s in seeds)
 
@@ -59,28 +62,52 @@ def check_like(seed: int | Seeds, current: int | Seeds) -> None:
 class PopulationGenerator(tf.Module):
     """P random streams behind the interface of one ``tf.random.Generator``: a draw of shape S
     is P draws of shape S, one from each member's stream (member i's from ``seeds[i]``),
-    stacked to [P, *S]."""
+    stacked to [P, *S].
+
+    Members may share a seed, as the trials of one search do (one seed, different values):
+    then they share one stream (``members`` holds one generator per distinct seed), which draws
+    once for all of them, so P trials of one seed cost one batch's draws, not P."""
 
     def __init__(self, seeds: Seeds):
         super().__init__(name="population_generator")
-        self.members = [tf.random.Generator.from_seed(s) for s in check_seeds(seeds)]
+        seeds = check_seeds(seeds, distinct=False)
+        self.size, self.index = len(seeds), _stream_index(seeds)
+        self.members = [tf.random.Generator.from_seed(s) for s in dict.fromkeys(seeds)]
+
+    def _for_members(self, draws: list[tf.Tensor]) -> tf.Tensor:
+        """Each member's draw, [P, *S], from one draw per distinct seed."""
+        if len(draws) == self.size:  # every member its own stream
+            return tf.stack(draws)
+        if len(draws) == 1:
+            return tf.broadcast_to(draws[0], tf.concat([[self.size], tf.shape(draws[0])], 0))
+        return tf.gather(tf.stack(draws), self.index)
 
     def normal(self, shape, mean=0.0, stddev=1.0, dtype=tf.float32) -> tf.Tensor:
-        return tf.stack([g.normal(shape, mean, stddev, dtype) for g in self.members])
+        return self._for_members([g.normal(shape, mean, stddev, dtype) for g in self.members])
 
     def uniform(self, shape, minval=0, maxval=None, dtype=tf.float32) -> tf.Tensor:
-        return tf.stack([g.uniform(shape, minval, maxval, dtype) for g in self.members])
+        return self._for_members([g.uniform(shape, minval, maxval, dtype) for g in self.members])
 
     def reset_from_seed(self, seeds: Seeds) -> None:
-        """Restart every member's stream, member i from ``seeds[i]``."""
-        seeds = check_seeds(seeds)
-        if len(seeds) != len(self.members):
-            raise ValueError(f"seeds={list(seeds)} must have one seed per member ({len(self)})")
-        for generator, seed in zip(self.members, seeds, strict=True):
+        """Restart every member's stream, member i from ``seeds[i]`` (members that shared a
+        seed must share one again: they share a stream)."""
+        seeds = check_seeds(seeds, distinct=False)
+        if len(seeds) != len(self) or _stream_index(seeds) != self.index:
+            raise ValueError(
+                f"seeds={list(seeds)} must have one seed per member ({len(self)}), repeated "
+                "where the population's first seeds were"
+            )
+        for generator, seed in zip(self.members, dict.fromkeys(seeds), strict=True):
             generator.reset_from_seed(seed)
 
     def __len__(self) -> int:
-        return len(self.members)
+        return self.size
+
+
+def _stream_index(seeds: Sequence[int]) -> list[int]:
+    """Which distinct seed (in order of first appearance) each member draws from."""
+    distinct = list(dict.fromkeys(seeds))
+    return [distinct.index(s) for s in seeds]
 
 
 def draw_shape(x: tf.Tensor, generator: object) -> tf.Tensor:

@@ -178,7 +178,7 @@ def _population_panel(
     run with the compile) beside the same runs as single runs in worker processes (squares),
     and the toy's one-run costs in TensorFlow and JAX (horizontal lines, steady)."""
     sizes = sorted({r["members"] for rows in population.values() for r in rows})
-    workload_colors = ("tab:blue", "tab:green", "tab:red")
+    workload_colors = ("tab:blue", "tab:green", "tab:red", "tab:brown")
     for (name, rows), color in zip(population.items(), workload_colors, strict=False):
         lines = (
             ("us_per_member_cycle", "o-", 1.0, "population"),
@@ -198,7 +198,7 @@ def _population_panel(
     ax.set_xticks(sizes, [str(m) for m in sizes])
     ax.minorticks_off()
     ax.set_yscale("log")
-    ax.set_xlabel("members P (runs, one seed each)")
+    ax.set_xlabel("members P (runs: seeds, or the trials of one seed)")
     ax.set_ylabel("µs per member-cycle")
     ax.set_title("Many runs: a population against worker processes")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: lines span P
