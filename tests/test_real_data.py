@@ -510,25 +510,31 @@ def test_baseline_trials_give_the_same_numbers_on_two_workers(backend):
         np.testing.assert_array_equal(result.curve_loss, other.curve_loss, err_msg=method)
 
 
-def test_the_grid_search_benchmark_times_each_precision_on_one_worker_and_on_two():
-    """Four timings of one search (two precisions × one worker or two Ray workers): each row
-    names its precision, workers and trials, Ray's start is timed apart (none in this process),
-    the best trial does not depend on the workers at either precision, and the speed-ups are
-    against the float64 trials one after another and the row's own precision."""
+def test_the_grid_search_benchmark_times_each_precision_three_ways():
+    """Six timings of one search (two precisions × one worker, two Ray workers, or one
+    population of its trials): each row names its precision, workers, population and trials,
+    Ray's start is timed apart (none in this process), the best trial does not depend on the
+    workers at either precision and the population's is the same trial's to rounding, and the
+    speed-ups are against the float64 trials one after another and the row's own precision."""
     from stn.experiments.benchmark import grid_search_benchmark
 
     experiment = RealDataExperiment(n_train=100, n_valid=100, trial_steps=30, n_trials=3)
     rows = grid_search_benchmark(experiment, workers=2)
     assert not ray.is_initialized()
-    assert [(r["dtype"], r["workers"], r["trials"]) for r in rows] == [
-        ("float64", 1, 3), ("float64", 2, 3), ("float32", 1, 3), ("float32", 2, 3)
+    assert [(r["dtype"], r["workers"], r["population"], r["trials"]) for r in rows] == [
+        ("float64", 1, 1, 3), ("float64", 2, 1, 3), ("float32", 1, 1, 3), ("float32", 2, 1, 3),
+        ("float64", 1, 3, 3), ("float32", 1, 3, 3),
     ]  # fmt: skip
     assert rows[0]["speedup"] == rows[0]["speedup_same_dtype"] == rows[2]["speedup_same_dtype"] == 1
-    for one, two in (rows[:2], rows[2:]):
-        assert one["ray_start_seconds"] == 0 < two["ray_start_seconds"]
+    for one, two, population in ((*rows[:2], rows[4]), (*rows[2:4], rows[5])):
+        assert one["ray_start_seconds"] == population["ray_start_seconds"] == 0
+        assert 0 < two["ray_start_seconds"]
         assert one["best_valid_loss"] == two["best_valid_loss"]
-        assert two["speedup_same_dtype"] == pytest.approx(one["seconds"] / two["seconds"])
-        assert two["speedup"] == pytest.approx(rows[0]["seconds"] / two["seconds"])
+        tolerance = 1e-9 if one["dtype"] == "float64" else 1e-4
+        assert population["best_valid_loss"] == pytest.approx(one["best_valid_loss"], abs=tolerance)
+        for other in (two, population):
+            assert other["speedup_same_dtype"] == pytest.approx(one["seconds"] / other["seconds"])
+            assert other["speedup"] == pytest.approx(rows[0]["seconds"] / other["seconds"])
 
 
 def test_tpe_asks_in_batches_and_refuses_a_bad_batch(small_task):

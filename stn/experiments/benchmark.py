@@ -362,34 +362,55 @@ def grid_search_benchmark(
     experiment: RealDataExperiment, workers: int, dtypes: Sequence[str] = DTYPES
 ) -> list[dict[str, object]]:
     """A grid search of ``experiment``'s ``n_trials`` trials of ``trial_steps`` steps on the
-    data of seed 0, at each precision of ``dtypes``: its trials one after another in this
-    process, then dealt to ``workers`` workers of a local Ray instance. ``seconds`` is the
-    search with its workers' start, building and compiling; Ray's start, which a study pays once
-    for all its searches, is timed apart (``ray_start_seconds``). ``speedup`` is against the
-    first precision's trials one after another, ``speedup_same_dtype`` against its own, both
-    measured in this run; a seed fixes every trial, so the best trial's validation loss does
-    not depend on the workers."""
+    data of seed 0, at each precision of ``dtypes``, three ways: its trials one after another
+    in this process, dealt to ``workers`` workers of a local Ray instance, and as one
+    population of all its trials in this process (``population``: the members of the
+    program, 1 for single trials). ``seconds`` is the search with its building and compiling
+    (and its workers' start); Ray's start, which a study pays once for all its searches, is
+    timed apart (``ray_start_seconds``). ``speedup`` is against the first precision's trials
+    one after another, ``speedup_same_dtype`` against its own, both measured in this run; a
+    seed fixes every trial, so the single trials' best validation loss does not depend on the
+    workers, and the population's members are those trials to rounding."""
     rows: list[dict[str, object]] = []
     for dtype in dtypes:
         exp = dataclasses.replace(experiment, dtype=dtype)
-        sequential = None
         for count in sorted({1, workers}):
             result, ray_start, seconds = _timed_grid_search(exp, count)
-            sequential = sequential or seconds
-            rows.append(
-                {
-                    "dtype": dtype,
-                    "workers": count,
-                    "trials": len(result.runs),
-                    "ray_start_seconds": ray_start,
-                    "seconds": seconds,
-                    "best_valid_loss": result.best()["valid_loss"],
-                    "speedup_same_dtype": sequential / seconds,
-                }
-            )
+            rows.append(_grid_row(dtype, count, 1, result, ray_start, seconds))
+    for dtype in dtypes:
+        exp = dataclasses.replace(experiment, dtype=dtype)
+        start = time.perf_counter()
+        result = _grid_search_population(exp)
+        seconds = time.perf_counter() - start
+        rows.append(_grid_row(dtype, 1, len(result.runs), result, 0.0, seconds))
+    alone = [r for r in rows if r["workers"] == 1 and r["population"] == 1]
+    sequential = {r["dtype"]: r["seconds"] for r in alone}
     for row in rows:
         row["speedup"] = rows[0]["seconds"] / row["seconds"]
+        row["speedup_same_dtype"] = sequential[row["dtype"]] / row["seconds"]
     return rows
+
+
+def _grid_row(
+    dtype: str, workers: int, population: int, result: SearchResult, ray: float, seconds: float
+) -> dict[str, object]:
+    return {
+        "dtype": dtype,
+        "workers": workers,
+        "population": population,
+        "trials": len(result.runs),
+        "ray_start_seconds": ray,
+        "seconds": seconds,
+        "best_valid_loss": result.best()["valid_loss"],
+    }
+
+
+def _grid_search_population(experiment: RealDataExperiment) -> SearchResult:
+    """``experiment``'s grid search on seed 0's data, all its trials one population."""
+    _, specs = experiment.problem(experiment.data(0))
+    points = grid_points(specs, experiment.n_trials)
+    trainer = experiment.fixed_trainer(0, members=len(points))
+    return search(trainer, points, experiment.trial_steps)
 
 
 def _timed_grid_search(

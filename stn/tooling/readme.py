@@ -148,15 +148,17 @@ def single_run_table(results: Results) -> str:
 
 
 def grid_search_table(results: Results) -> str:
-    """One real-data grid search, by precision and workers: its wall time and speed-ups."""
+    """One real-data grid search, by precision, workers and population: its wall time and
+    speed-ups."""
     rows = results("speed.json").get("grid_search", [])
-    header = ["precision", "workers", "trials", "wall time (s)", "Ray's start (s)",
+    header = ["precision", "workers", "population", "trials", "wall time (s)", "Ray's start (s)",
               "× float64, one after another", "× same precision, one after another",
               "best valid loss"]  # fmt: skip
     return _table(
         header,
         (
-            [r["dtype"], str(r["workers"]), str(r["trials"]), f"{r['seconds']:.1f}",
+            [r["dtype"], str(r["workers"]), str(r.get("population", 1)), str(r["trials"]),
+             f"{r['seconds']:.1f}",
              f"{r['ray_start_seconds']:.1f}" if r["workers"] > 1 else "–",
              f"{r['speedup']:.2f}", f"{r['speedup_same_dtype']:.2f}",
              f"{r['best_valid_loss']:.5f}"]
