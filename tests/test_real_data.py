@@ -703,3 +703,36 @@ def test_a_precision_outside_the_list_or_a_model_at_another_is_refused(digits):
     task = ClassificationTask(digits, [s.name for s in specs], dtype=tf.float32)
     with pytest.raises(ValueError, match="float64 weights for a float32 task: allowed is float32"):
         STN(task, specs, lambda n, g: HyperMLP(n, g))
+
+
+def test_population_groups_are_balanced_and_keep_the_order():
+    from stn.experiments.real_data import population_groups
+
+    assert population_groups(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
+    assert population_groups(list(range(27)), 27) == [list(range(27))]
+    assert [len(g) for g in population_groups(list(range(81)), 27)] == [27, 27, 27]
+    assert [len(g) for g in population_groups(list(range(28)), 27)] == [14, 14]
+    with pytest.raises(ValueError, match="trial_population=0 must be a positive integer"):
+        RealDataExperiment(trial_population=0)
+
+
+def test_a_studys_population_trials_are_its_single_trials():
+    """With trial_population, a search's trials run as populations in this process; each is
+    the single trial its point gives on the workers (float64, to 1e-9)."""
+    from stn.experiments.baselines import random_points
+    from stn.experiments.real_data import PopulationTrials, TrialPool
+
+    experiment = RealDataExperiment(
+        n_train=100, n_valid=100, trial_steps=30, eval_every_steps=15, dtype="float64",
+        trial_population=2,
+    )  # fmt: skip
+    _, specs = experiment.problem(experiment.data(3))
+    points = random_points(specs, 3, seed=1)
+    together = list(PopulationTrials(experiment).run_trials(points, 30, 3))
+    alone = list(TrialPool(experiment, WorkerPool()).run_trials(points, 30, 3))
+    assert len(together) == len(alone) == 3
+    for a, b in zip(together, alone, strict=True):
+        assert a.values == b.values
+        np.testing.assert_array_equal(a.steps, b.steps)
+        for key, series in b.metrics.items():
+            np.testing.assert_allclose(a.metrics[key], series, rtol=0, atol=1e-9)

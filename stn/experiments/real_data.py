@@ -51,7 +51,7 @@ from stn.tasks.classification import (
 )
 from stn.training.loop import Trainer
 from stn.training.record import Trajectory
-from stn.util.checks import check_choice
+from stn.util.checks import check_choice, is_positive_int
 from stn.util.io import write_atomic, write_results_json
 from stn.util.settings import setting
 
@@ -157,7 +157,9 @@ class RealDataExperiment:
     """The comparison's settings. Defaults are the official CNN settings where they exist
     (cycles of 2 weight steps and 1 hyper step, λ and σ Adam 3e-3, τ = 1e-3, σ0 = 0.5, initial
     dropout 0.05, uncentered hypernetwork input) and Adam 1e-3 for the weights of every method.
-    Each search runs ``n_trials`` trials of ``trial_steps`` steps; PBT runs ``pbt_population``
+    Each search runs ``n_trials`` trials of ``trial_steps`` steps (grid and random search and
+    successive halving in populations of at most ``trial_population`` trials in this process,
+    if more than 1; else dealt to the workers, as TPE's always are); PBT runs ``pbt_population``
     members in rounds of ``pbt_interval_steps`` steps, as many rounds as fit in ``PBT_BUDGET``
     times STN's steps. Every method trains at the precision ``dtype``."""
 
@@ -180,6 +182,7 @@ class RealDataExperiment:
     n_trials: int = 27
     eval_every_steps: int = 75
     tpe_batch: int = 2
+    trial_population: int = 1
     pbt_population: int = 5
     pbt_interval_steps: int = 600
     dtype: str = "float32"
@@ -187,6 +190,10 @@ class RealDataExperiment:
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, tuple(MODELS))
+        if not is_positive_int(self.trial_population):
+            raise ValueError(
+                f"trial_population={self.trial_population!r} must be a positive integer"
+            )
         check_choice("dtype", self.dtype, DTYPES)
         shortest = HALVING_ETA ** (HALVING_RUNGS - 1)
         if self.trial_steps < shortest:
@@ -359,8 +366,9 @@ class RealDataExperiment:
         ``storage`` and resumes from it."""
         steps, n = self.trial_steps, self.n_trials
         study = self.study_name(seed)
+        fixed = trials if self.trial_population == 1 else PopulationTrials(self)
         kept = {
-            m: stored(trials, self.storage, f"{study}-{m}") for m in ("grid", "random", "halving")
+            m: stored(fixed, self.storage, f"{study}-{m}") for m in ("grid", "random", "halving")
         }
         runs = {
             "grid": lambda: search(
@@ -423,17 +431,48 @@ class TrialPool:
         return self.pool.imap(run_trial, arguments)
 
 
-_TRAINERS: dict[tuple[str, int, bool], FixedTrainer] = {}  # this process's, by experiment
+class PopulationTrials:
+    """Runs an experiment's baseline trials (:class:`~stn.experiments.baselines.Trials`) as
+    populations in this process, on all its cores: a call's points in ⌈n/P⌉ groups of at most
+    P = ``trial_population`` members, their sizes differing by one at most, each group one
+    compiled program (:class:`~stn.experiments.baselines.FixedRun` with ``members``). The
+    groups follow from the points alone, so the numbers do not depend on the workers."""
+
+    def __init__(self, experiment: RealDataExperiment):
+        self.experiment = experiment
+
+    def run_trials(
+        self, points: Sequence[Mapping[str, float]], steps: int, seed: int
+    ) -> Iterator[RunResult]:
+        """The runs of ``points``, in their order, a group at a time."""
+        for group in population_groups(list(points), self.experiment.trial_population):
+            trainer = cached_trainer(self.experiment, seed, False, len(group))
+            yield from trainer.run(group, steps, seed)
 
 
-def cached_trainer(experiment: RealDataExperiment, seed: int, hyper: bool) -> FixedTrainer:
-    """This process's trainer for ``experiment``, ``seed`` and ``hyper``, built on first use
-    and then reused (it re-initialises itself for every trial); another seed's are dropped."""
-    key = (experiment.fingerprint(), seed, hyper)
+def population_groups(points: list, size: int) -> list[list]:
+    """``points`` cut in order into ⌈n/size⌉ groups whose sizes differ by one at most (the
+    larger ones first)."""
+    count = -(-len(points) // size)
+    sizes = [len(points) // count + (i < len(points) % count) for i in range(count)]
+    cuts = np.cumsum([0, *sizes])
+    return [points[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+_TRAINERS: dict[tuple, FixedTrainer] = {}  # this process's, by experiment
+
+
+def cached_trainer(
+    experiment: RealDataExperiment, seed: int, hyper: bool, members: int | None = None
+) -> FixedTrainer:
+    """This process's trainer for ``experiment``, ``seed``, ``hyper`` and ``members`` (a
+    population's size, or None), built on first use and then reused (it re-initialises itself
+    for every trial); another seed's are dropped."""
+    key = (experiment.fingerprint(), seed, hyper, members)
     if key not in _TRAINERS:
         for old in [k for k in _TRAINERS if k[:2] != key[:2]]:  # another seed's: done with
             del _TRAINERS[old]
-        _TRAINERS[key] = experiment.fixed_trainer(seed, hyper)
+        _TRAINERS[key] = experiment.fixed_trainer(seed, hyper, members)
     return _TRAINERS[key]
 
 
@@ -457,6 +496,7 @@ class RealDataSettings(WorkerSettings):
     n_trials: int = setting(ge=1)
     eval_every_steps: int = setting(ge=1)  # training steps; a multiple of 3 (one STN cycle)
     tpe_batch: int = setting(ge=1)  # trials TPE asks for at a time; its points depend on it
+    trial_population: int = setting(ge=1)  # >1: grid, random and halving trials as populations
     pbt_population: int = setting(ge=2)
     pbt_interval_steps: int = setting(ge=1)  # training steps per PBT round
     dtype: str = setting(choices=DTYPES)
