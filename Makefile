@@ -76,7 +76,6 @@ benchmark_parameters := -p eager_cycles 30 -p repeats 5 -p max_cycles 10000 -p s
 robustness_parameters := -p n_seeds 30 -p min_default_rate 0.9 -p workers 2
 real_data_parameters := -p seeds "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" -p warmup_steps 600 -p stn_cycles 1800 \
 	-p trial_steps 6000 -p n_trials 27 -p eval_every_steps 75 -p tpe_batch 2 -p workers 2 \
-	-p trial_population 27 \
 	-p pbt_population 5 -p pbt_interval_steps 600
 # The hyper CNN trained to convergence (figures/cnn/real_data.json: late_improvement checks it).
 real_data_cnn_parameters := -p model cnn -p seeds "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" -p warmup_steps 300 \
