@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -77,6 +79,22 @@ def test_run_records_trajectories_and_does_not_retrace():
     second = t.run()
     assert t.trace_count == 1  # three chunks per run, two runs, one trace
     np.testing.assert_array_equal(first.values, second.values)  # reset(seed) restarts exactly
+
+
+def test_many_trainers_do_not_set_off_the_retracing_warning():
+    """Each trainer traces its own program once; TensorFlow's warning about frequent retracing
+    (which counts traces per code object) must not fire when a study builds many of them."""
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = tf.get_logger()
+    logger.addHandler(handler)
+    try:
+        for seed in range(7):
+            ToyExperiment(**{**SMALL, "seed": seed, "jit_compile": False}).build().run(20)
+    finally:
+        logger.removeHandler(handler)
+    assert not [r for r in records if "retracing" in r.getMessage()]
 
 
 def test_seed_fixes_the_run_whatever_the_chunking():

@@ -37,7 +37,7 @@ from stn.method.stn import (
 )
 from stn.method.variants import HYPERNET_INPUTS
 from stn.tasks.classification import ClassificationTask
-from stn.training.loop import Trainer
+from stn.training.loop import Trainer, compiled
 from stn.training.progress import progress_bar
 from stn.training.record import DivergenceError, Trajectory
 from stn.util.checks import is_count, is_positive_int
@@ -260,7 +260,7 @@ class FixedTrainer:
         self.fixed = FixedRun(task, specs, model_fn, config, members)
         self.trainer = Trainer(self.fixed)
         self.members, self.eval_every_steps = members, eval_every_steps
-        self._evaluate = tf.function(self.fixed.evaluate, jit_compile=jit_compile)
+        self._evaluate = compiled(self.fixed.evaluate, jit_compile=jit_compile)
 
     def run(
         self, values: Point | Sequence[Point], steps: int, seed: int = 0

@@ -9,6 +9,7 @@ recorded: checkpoints (:mod:`stn.training.checkpoints`), TensorBoard summaries
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -61,6 +62,14 @@ class Runnable(Protocol):
     def evaluate(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]: ...
 
 
+def compiled(method, **options) -> tf.types.experimental.PolymorphicFunction:
+    """``tf.function(method, **options)`` for one object's own program. TensorFlow's retracing
+    warning counts the traces of every function with the same code, so each new trainer's one
+    trace would add to a count shared by all trainers; a partial has no code of its own, so the
+    count is this program's."""
+    return tf.function(functools.partial(method), **options)
+
+
 class Trainer:
     """Runs ``stn`` in compiled chunks of cycles, one trace for every chunk and every seed."""
 
@@ -71,7 +80,7 @@ class Trainer:
         self._snapshot_shape = tuple(snapshot.shape)
         self.trace_count = 0
         self.compile_seconds = 0.0
-        self._chunk = tf.function(
+        self._chunk = compiled(
             self._run_chunk,
             input_signature=[tf.TensorSpec([], tf.int32)] * 2,
             jit_compile=self.config.jit_compile,
