@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Protocol
 
@@ -62,7 +62,7 @@ class Runnable(Protocol):
     def evaluate(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]: ...
 
 
-def compiled(method, **options) -> tf.types.experimental.PolymorphicFunction:
+def compiled(method: Callable, **options: object) -> tf.types.experimental.PolymorphicFunction:
     """``tf.function(method, **options)`` for one object's own program. TensorFlow's retracing
     warning counts the traces of every function with the same code, so each new trainer's one
     trace would add to a count shared by all trainers; a partial has no code of its own, so the
