@@ -3,8 +3,9 @@ import pytest
 import tensorflow as tf
 
 from stn.method.hyperparameters import DEFAULT_DTYPE as DTYPE
-from stn.method.layers import HyperDense
+from stn.method.layers import Dense, HyperDense
 from stn.method.models import ToyHyperNet
+from stn.method.population import PopulationGenerator
 
 
 def make_layer(per_unit=True, hyper_init="paper", n_hyper=2):
@@ -24,6 +25,30 @@ def test_response_matches_formula(per_unit):
         b_lam = b + (lam.numpy()[i] @ c) * bh
         expected.append(x.numpy()[i] @ w_lam + b_lam)
     np.testing.assert_allclose(layer(x, lam).numpy(), np.array(expected), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_hyper", [1, 2])
+@pytest.mark.parametrize("per_unit", [True, False])
+def test_the_feature_major_form_is_the_layer_transposed(per_unit, n_hyper):
+    """What the toy network runs: the same numbers, to rounding, for one run and a population
+    (weights [P, in, out], biases [P, 1, out]), with one hyperparameter or several."""
+    rng = np.random.default_rng(0)
+    for seeds in (0, [3, 4]):
+        if isinstance(seeds, int):
+            generator, lead = tf.random.Generator.from_seed(seeds), []
+        else:
+            generator, lead = PopulationGenerator(seeds), [len(seeds)]
+        layer = HyperDense(3, 5, n_hyper, generator, per_unit)
+        plain = Dense(3, 5, generator)
+        x = tf.constant(rng.normal(size=(*lead, 4, 3)), DTYPE)
+        lam = tf.constant(rng.normal(size=(*lead, 4, n_hyper)), DTYPE)
+        xt, lam_t = tf.linalg.matrix_transpose(x), tf.linalg.matrix_transpose(lam)
+        for got, want in (
+            (layer.feature_major(xt, lam_t), layer(x, lam)),
+            (plain.feature_major(xt), plain(x)),
+        ):
+            assert got.shape == [*lead, 5, 4]
+            np.testing.assert_allclose(tf.linalg.matrix_transpose(got), want, rtol=1e-12)
 
 
 def test_init_scales():

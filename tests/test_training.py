@@ -1,4 +1,5 @@
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -41,6 +42,26 @@ def test_hyper_step_moves_only_lambda_and_scale(trainer):
     trainer.stn.hyper_step()
     assert not any(changed(weights, model.weights))
     assert all(changed(hyper, [hp.unconstrained, hp.scale]))
+
+
+def test_a_compiled_cycle_is_its_steps_one_after_another():
+    """The cycle loops over its steps in-graph: T_train weight steps then T_valid hyper steps,
+    the same numbers as calling them one by one, looped or unrolled."""
+    stn = ToyExperiment(train_steps=3, valid_steps=2, **ALIVE).build().stn
+    hp = stn.hyperparameters
+    state = [*stn.model.weights, hp.unconstrained, hp.scale]
+    stn.reset(5)
+    for _ in range(3):
+        stn.weight_step()
+    for _ in range(2):
+        stn.hyper_step()
+    by_hand = snapshot(state)
+    for unroll in (False, True):
+        stn.config = replace(stn.config, unroll_steps=unroll)
+        stn.reset(5)
+        tf.function(stn.cycle)()
+        for got, want in zip(snapshot(state), by_hand, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)
 
 
 def test_zero_initialised_response_gives_no_hypergradient():
@@ -121,6 +142,7 @@ def test_stops_in_graph_at_the_target():
         (dict(chunk_cycles=100, snapshot_every=30), "snapshot_every=30 must divide"),
         (dict(weight_step="split"), "weight_step=.split. needs hypernet_input=.centered."),
         (dict(target=0.0), "target=0.0 must be positive or None"),
+        (dict(unroll_steps="yes"), "unroll_steps=.yes. must be True or False"),
     ],
 )
 def test_bad_config(kwargs, message):

@@ -256,6 +256,7 @@ class RealDataExperiment:
             chunk_cycles=self.chunk_cycles,
             eval_every=self.eval_cycles,
             snapshot_every=self.chunk_cycles,
+            unroll_steps=True,  # as the committed results were made (loops round differently)
         )
 
     @property

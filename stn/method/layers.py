@@ -122,6 +122,28 @@ class HyperDense(HyperLayer):
         response += tf.matmul(hnet_input, self.c) * self.b_hyper
         return elementary + response
 
+    def feature_major(self, xt: tf.Tensor, hnet_t: tf.Tensor) -> tf.Tensor:
+        """The same layer on transposed activations: xt [in, batch], hnet_t [H, batch] →
+        [out, batch] (a population's with a leading P axis). For a layer a few units wide this
+        puts the batch on the fast axis, which XLA:CPU vectorises (the toy's network)."""
+        elementary = tf.matmul(self.w, xt, transpose_a=True) + _column(self.b)
+        response = _scales(self.v, hnet_t) * tf.matmul(self.w_hyper, xt, transpose_a=True)
+        response += _scales(self.c, hnet_t) * _column(self.b_hyper)
+        return elementary + response
+
+
+def _column(b: tf.Tensor) -> tf.Tensor:
+    """A bias as a column: [out] → [out, 1]; a population's [P, 1, out] → [P, out, 1]."""
+    return tf.linalg.matrix_transpose(b) if b.shape.rank > 1 else b[:, tf.newaxis]
+
+
+def _scales(v: tf.Tensor, hnet_t: tf.Tensor) -> tf.Tensor:
+    """(λV)ᵀ [scaled, batch] from V [H, scaled] and λᵀ [H, batch] (with a leading P axis in a
+    population). With one hyperparameter the product has no sum, so it is a broadcast."""
+    if v.shape[-2] == 1:
+        return tf.linalg.matrix_transpose(v) * hnet_t
+    return tf.matmul(v, hnet_t, transpose_a=True)
+
 
 def _per_channel(s: tf.Tensor) -> tf.Tensor:
     """A value per output channel, [..., out] (λV or λC [batch, out], or a bias), given two axes
@@ -254,6 +276,10 @@ class Dense(PlainLayer):
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
         return tf.matmul(x, self.w) + self.b
+
+    def feature_major(self, xt: tf.Tensor, hnet_t: tf.Tensor | None = None) -> tf.Tensor:
+        """HyperDense's transposed form: xt [in, batch] → [out, batch]."""
+        return tf.matmul(self.w, xt, transpose_a=True) + _column(self.b)
 
 
 class Conv2D(PlainLayer):

@@ -106,11 +106,14 @@ class ToyHyperNet(HyperModel):
         )
 
     def __call__(self, x: tf.Tensor, hnet_input: tf.Tensor | None = None) -> tf.Tensor:
-        """x [batch, 1], hnet_input [batch, H] (None without hyper weights) → [batch, 1]."""
-        h = self.layers[0](x, hnet_input)
+        """x [batch, 1], hnet_input [batch, H] (None without hyper weights) → [batch, 1] (a
+        population's with a leading P axis). The layers run feature-major, [units, batch]: at
+        a width of 4 units that is the layout XLA:CPU vectorises (over the batch)."""
+        hnet_t = None if hnet_input is None else tf.linalg.matrix_transpose(hnet_input)
+        h = self.layers[0].feature_major(tf.linalg.matrix_transpose(x), hnet_t)
         for layer in self.layers[1:-1]:
-            h = self.activation(layer(h, hnet_input))
-        return self.layers[-1](h, hnet_input)
+            h = self.activation(layer.feature_major(h, hnet_t))
+        return tf.linalg.matrix_transpose(self.layers[-1].feature_major(h, hnet_t))
 
 
 def _check_sizes(**sizes: object) -> None:

@@ -84,6 +84,7 @@ class STNConfig:
     eval_every: int = 1  # cycles between evaluations on the whole validation set
     snapshot_every: int = 200  # cycles between snapshots; a multiple of eval_every
     jit_compile: bool = True
+    unroll_steps: bool = False  # repeat a cycle's steps unrolled in the program, not in a loop
 
     def __post_init__(self) -> None:
         positive = ("train_steps", "valid_steps", "max_cycles", "chunk_cycles")
@@ -92,6 +93,9 @@ class STNConfig:
             value = getattr(self, name)
             if not is_positive_int(value):
                 raise ValueError(f"{name}={value!r} must be a positive integer")
+        for name in ("jit_compile", "unroll_steps"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
         if not is_count(self.warmup_steps):
             raise ValueError(f"warmup_steps={self.warmup_steps!r} must be an integer >= 0")
         for name in ("weight_lr", "hyper_lr", "scale_lr"):
@@ -228,17 +232,35 @@ class STN(tf.Module):
 
     @tf.autograph.experimental.do_not_convert
     def cycle(self) -> tuple[tf.Tensor, tf.Tensor]:
-        """One cycle: T_train weight steps, then T_valid hyperparameter steps (unrolled)."""
-        for _ in range(self.config.train_steps):
-            weight_loss = self.weight_step()
-        for _ in range(self.config.valid_steps):
-            hyper_objective = self.hyper_step()
+        """One cycle: T_train weight steps, then T_valid hyperparameter steps. Each repeats in
+        a loop, so the compiled program holds one copy of each step (XLA's compile time grows
+        faster than the program), or unrolled (``unroll_steps``), which rounds differently."""
+        cfg = self.config
+        lead = [] if self.population is None else [self.population]
+        last = tf.zeros(lead, self.hyperparameters.dtype)  # a loss: one per member
+        weight_loss = repeat(self.weight_step, cfg.train_steps, last, cfg.unroll_steps)
+        hyper_objective = repeat(self.hyper_step, cfg.valid_steps, last, cfg.unroll_steps)
         return weight_loss, hyper_objective
 
     @tf.autograph.experimental.do_not_convert
     def evaluate(self) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         """The task's metrics and snapshot at the unperturbed λ."""
         return self.task.evaluate(self.model, self.eval_input)
+
+
+def repeat(
+    step: Callable[[], tf.Tensor], times: int, like: tf.Tensor, unroll: bool = False
+) -> tf.Tensor:
+    """What the last of ``times`` calls of ``step`` returns (a tensor shaped as ``like``), the
+    calls in a ``tf.while_loop`` when there are several, or one after another (``unroll``)."""
+    if unroll or times == 1:
+        for _ in range(times):
+            last = step()
+        return last
+    _, last = tf.while_loop(
+        lambda i, _: i < times, lambda i, _: (i + 1, step()), (tf.constant(0), like)
+    )
+    return last
 
 
 def init_seed(seed: int) -> int:
