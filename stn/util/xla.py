@@ -14,8 +14,8 @@ import os
 FLAG = "--xla_cpu_use_fusion_emitters"
 #: XLA:CPU's option to compile a small loop's whole body as one function instead of one call per
 #: fused operation. It cuts the toy's steady cost per cycle several-fold and raises its compile
-#: time, but it slows the real-data networks, whose matrix products it takes away from Eigen;
-#: the project leaves it off, and the benchmark measures a toy run with it
+#: time, but it makes the real-data networks' training steps several times slower, so the
+#: project leaves it off; the benchmark measures a toy run with it
 #: (:func:`stn.experiments.benchmark.single_runs`), and so does the JAX row.
 ONE_FUNCTION_LOOPS = (
     "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1000000000"
