@@ -476,12 +476,14 @@ def full_run_memory(cycles: int = 10000) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-#: The single-run comparison's rows: the implementation, and whether XLA compiles each loop body
-#: as one function (:data:`stn.util.xla.ONE_FUNCTION_LOOPS`).
+#: The single-run comparison's rows: the implementation, whether XLA compiles each loop body as
+#: one function (:data:`stn.util.xla.ONE_FUNCTION_LOOPS`), and where the random numbers come from
+#: (``STNConfig.draws``; the JAX toy draws per chunk). The last row is the reference.
 SINGLE_RUNS = {
-    "TensorFlow, K=1000 XLA": ("tf", False),
-    "TensorFlow, K=1000 XLA, one-function loop": ("tf", True),
-    "JAX, K=1000, one-function loop": ("jax", True),
+    "TensorFlow, K=1000 XLA": ("tf", False, "per_chunk"),
+    "TensorFlow, K=1000 XLA, one-function loop, draws per step": ("tf", True, "per_step"),
+    "TensorFlow, K=1000 XLA, one-function loop": ("tf", True, "per_chunk"),
+    "JAX, K=1000, one-function loop": ("jax", True, "per_chunk"),
 }
 
 
@@ -492,14 +494,14 @@ def single_runs(variant_name: str, cycles: int, repeats: int) -> dict[str, dict[
     The JAX row (:mod:`stn.experiments.jax_toy`) is skipped, with a note, without JAX. Ratios
     are against the JAX row."""
     rows: dict[str, dict[str, object]] = {}
-    for name, (impl, one_function) in SINGLE_RUNS.items():
+    for name, (impl, one_function, draws) in SINGLE_RUNS.items():
         if impl == "jax" and importlib.util.find_spec("jax") is None:
             rows[name] = {"skipped": "JAX is not installed: pip install -e '.[bench]'"}
             continue
         env = {**os.environ, "XLA_FLAGS": xla.flags(os.environ.get("XLA_FLAGS", ""), one_function)}
         command = [sys.executable, "-m", "stn.experiments.benchmark", "single-run", impl]
         out = subprocess.run(
-            [*command, variant_name, str(cycles), str(repeats)],
+            [*command, variant_name, str(cycles), str(repeats), draws],
             capture_output=True, text=True, env=env,
         )  # fmt: skip
         if out.returncode:
@@ -514,10 +516,12 @@ def single_runs(variant_name: str, cycles: int, repeats: int) -> dict[str, dict[
     return rows
 
 
-def _single_run(impl: str, variant_name: str, cycles: int, repeats: int) -> dict[str, object]:
+def _single_run(
+    impl: str, variant_name: str, cycles: int, repeats: int, draws: str = "per_chunk"
+) -> dict[str, object]:
     from stn.experiments.toy import variant
 
-    exp = _fixed_length(variant(variant_name), cycles)
+    exp = _fixed_length(variant(variant_name, draws=draws), cycles)
     if impl == "jax":
         from stn.experiments import jax_toy
 
@@ -565,11 +569,13 @@ def _full_run(cycles: int) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "full-run":
         _full_run(int(sys.argv[2]))
-    elif len(sys.argv) == 6 and sys.argv[1] == "single-run" and sys.argv[2] in ("tf", "jax"):
-        impl, name, cycles, repeats = sys.argv[2], sys.argv[3], *map(int, sys.argv[4:])
-        print(json.dumps(_single_run(impl, name, cycles, repeats)))
+    elif len(sys.argv) == 7 and sys.argv[1] == "single-run" and sys.argv[2] in ("tf", "jax"):
+        impl, name, draws = sys.argv[2], sys.argv[3], sys.argv[6]
+        cycles, repeats = int(sys.argv[4]), int(sys.argv[5])
+        print(json.dumps(_single_run(impl, name, cycles, repeats, draws)))
     else:
         sys.exit(
             "usage: python -m stn.experiments.benchmark full-run CYCLES\n"
-            "       python -m stn.experiments.benchmark single-run tf|jax VARIANT CYCLES REPEATS"
+            "       python -m stn.experiments.benchmark single-run tf|jax VARIANT CYCLES REPEATS "
+            "per_step|per_chunk"
         )

@@ -245,12 +245,24 @@ class Hyperparameters(tf.Module):
             raise ValueError(f"specs have duplicate names {names}; names must be unique")
         self.specs = tuple(specs)
         self.transforms = tuple(s.space for s in specs)
-        initial = [t.inverse(s.initial) for s, t in zip(specs, self.transforms, strict=True)]
-        scale = [inverse_softplus(s.scale) for s in specs]
-        if population is not None:  # one row per member: [P, H]
-            initial, scale = [initial] * population, [scale] * population
+        initial, scale = self._initial()
         self.unconstrained = tf.Variable(initial, dtype=dtype, name="unconstrained")
         self.scale = tf.Variable(scale, dtype=dtype, name="scale")
+
+    def _initial(self) -> tuple[list, list]:
+        """The specs' initial λ (unconstrained) and s, one row per member in a population."""
+        specs = self.specs
+        initial = [t.inverse(s.initial) for s, t in zip(specs, self.transforms, strict=True)]
+        scale = [inverse_softplus(s.scale) for s in specs]
+        if self.population is not None:  # one row per member: [P, H]
+            initial, scale = [initial] * self.population, [scale] * self.population
+        return initial, scale
+
+    def reset(self) -> None:
+        """λ and s back to the specs' initial values, in place."""
+        initial, scale = self._initial()
+        self.unconstrained.assign(tf.constant(initial, self.dtype))
+        self.scale.assign(tf.constant(scale, self.dtype))
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -68,10 +68,12 @@ class PopulationGenerator(tf.Module):
     then they share one stream (``members`` holds one generator per distinct seed), which draws
     once for all of them, so P trials of one seed cost one batch's draws, not P."""
 
+    stacks_members = True  # a draw of shape S is [P, *S]
+
     def __init__(self, seeds: Seeds):
         super().__init__(name="population_generator")
         seeds = check_seeds(seeds, distinct=False)
-        self.size, self.index = len(seeds), _stream_index(seeds)
+        self.size, self.index = len(seeds), stream_index(seeds)
         self.members = [tf.random.Generator.from_seed(s) for s in dict.fromkeys(seeds)]
 
     def _for_members(self, draws: list[tf.Tensor]) -> tf.Tensor:
@@ -92,7 +94,7 @@ class PopulationGenerator(tf.Module):
         """Restart every member's stream, member i from ``seeds[i]`` (members that shared a
         seed must share one again: they share a stream)."""
         seeds = check_seeds(seeds, distinct=False)
-        if len(seeds) != len(self) or _stream_index(seeds) != self.index:
+        if len(seeds) != len(self) or stream_index(seeds) != self.index:
             raise ValueError(
                 f"seeds={list(seeds)} must have one seed per member ({len(self)}), repeated "
                 "where the population's first seeds were"
@@ -104,7 +106,7 @@ class PopulationGenerator(tf.Module):
         return self.size
 
 
-def _stream_index(seeds: Sequence[int]) -> list[int]:
+def stream_index(seeds: Sequence[int]) -> list[int]:
     """Which distinct seed (in order of first appearance) each member draws from."""
     distinct = list(dict.fromkeys(seeds))
     return [distinct.index(s) for s in seeds]
@@ -113,7 +115,10 @@ def _stream_index(seeds: Sequence[int]) -> list[int]:
 def draw_shape(x: tf.Tensor, generator: object) -> tf.Tensor:
     """The shape to draw for one random number per element of ``x``: x's own shape from one
     run's generator, one member's from a population's (which stacks the members' draws)."""
-    return tf.shape(x)[1:] if isinstance(generator, PopulationGenerator) else tf.shape(x)
+    members = getattr(generator, "stacks_members", False)
+    if x.shape.is_fully_defined():  # static, so a traced draw knows its size
+        return x.shape[1:] if members else x.shape
+    return tf.shape(x)[1:] if members else tf.shape(x)
 
 
 class MemberMask(tf.Module):

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import tensorflow as tf
 
+from stn.method.draws import ChunkDraws
 from stn.method.hyperparameters import Hyperparameters, HyperparameterSpec
 from stn.method.models import Batch, HyperModel
 from stn.method.optimizers import OPTIMIZERS, FusedOptimizer, make_optimizer
@@ -24,6 +25,9 @@ from stn.method.variants import HYPERNET_INPUTS, WEIGHT_STEPS
 from stn.util.checks import check_choice, is_count, is_positive_int
 
 OptimizerInit = list[tuple[tf.Variable, object]]
+#: where a run's random numbers come from: a generator each step draws from, or one draw per
+#: chunk of cycles keyed by cycle (:mod:`stn.method.draws`)
+DRAWS = ("per_step", "per_chunk")
 TrainLoss = Callable[
     [HyperModel, Batch, tf.Tensor | None, tf.Tensor, tf.random.Generator], tf.Tensor
 ]
@@ -85,6 +89,7 @@ class STNConfig:
     snapshot_every: int = 200  # cycles between snapshots; a multiple of eval_every
     jit_compile: bool = True
     unroll_steps: bool = False  # repeat a cycle's steps unrolled in the program, not in a loop
+    draws: str = "per_step"  # random numbers drawn by each step, or per chunk, keyed by cycle
 
     def __post_init__(self) -> None:
         positive = ("train_steps", "valid_steps", "max_cycles", "chunk_cycles")
@@ -110,6 +115,7 @@ class STNConfig:
             check_choice(name, getattr(self, name), OPTIMIZERS)
         check_choice("hypernet_input", self.hypernet_input, tuple(HYPERNET_INPUTS))
         check_choice("weight_step", self.weight_step, tuple(WEIGHT_STEPS))
+        check_choice("draws", self.draws, DRAWS)
         if self.snapshot_every % self.eval_every:
             raise ValueError(
                 f"snapshot_every={self.snapshot_every} must be a multiple of "
@@ -147,12 +153,11 @@ class STN(tf.Module):
         self.task, self.config, self.model_fn, self.seed = task, config, model_fn, seed
         self.population = population_size(seed, task)
         self.hyperparameters = Hyperparameters(specs, self.population, task.dtype)
-        check_specs = getattr(task, "check_specs", None)
-        if check_specs is not None:
-            check_specs(self.hyperparameters.specs)
+        if hasattr(task, "check_specs"):
+            task.check_specs(self.hyperparameters.specs)
         self.model = model_fn(self.hyperparameters.size, stream(seed, init_seed))
         check_dtype(self.model, task)
-        self.generator = stream(seed, train_seed)
+        self.generator = stream(seed, train_seed, config.draws)
         self.mask = None if self.population is None else MemberMask(self.population)
         self.hypernet_input = HYPERNET_INPUTS[config.hypernet_input]()
         self.weight_update = WEIGHT_STEPS[config.weight_step](
@@ -164,6 +169,8 @@ class STN(tf.Module):
         self.hyper_optimizer.build([self.hyperparameters.unconstrained], self.mask)
         self.scale_optimizer.build([self.hyperparameters.scale], self.mask)
         self._optimizer_init = optimizer_state(self.optimizers)
+        if isinstance(self.generator, ChunkDraws):
+            self.generator.plan(self)  # traces the steps: how many numbers a cycle draws
 
     @property
     def optimizers(self) -> tuple[FusedOptimizer, ...]:
@@ -174,18 +181,16 @@ class STN(tf.Module):
         hyperparameters, optimizers and noise."""
         check_like(seed, self.seed)
         self.seed = seed
-        fresh_hp = Hyperparameters(self.hyperparameters.specs, self.population, self.task.dtype)
-        self.hyperparameters.unconstrained.assign(fresh_hp.unconstrained)
-        self.hyperparameters.scale.assign(fresh_hp.scale)
+        self.hyperparameters.reset()
         restart(self, self.hyperparameters.size, seed, self._optimizer_init)
         if self.mask is not None:
             self.mask.reset()
 
     # -- the pieces a step is made of -------------------------------------------------------------
 
-    def batch_size(self, batch: Batch) -> tf.Tensor:
+    def batch_size(self, batch: Batch) -> tf.Tensor | int:
         """How many examples ``batch`` has (each member's, in a population)."""
-        return tf.shape(batch[0])[0 if self.population is None else 1]
+        return dim(batch[0], 0 if self.population is None else 1)
 
     def network_input(self, perturbed: tf.Tensor) -> tf.Tensor:
         """What the hypernetwork reads for perturbed (unconstrained) hyperparameters."""
@@ -263,6 +268,12 @@ def repeat(
     return last
 
 
+def dim(x: tf.Tensor, axis: int) -> tf.Tensor | int:
+    """``x``'s size along ``axis``: an int when it is static, so draws traced with it know their
+    shapes (:mod:`stn.method.draws` needs that)."""
+    return x.shape[axis] if x.shape[axis] is not None else tf.shape(x)[axis]
+
+
 def init_seed(seed: int) -> int:
     """The seed of the random stream that initialises the weights of a run with ``seed``."""
     return 2 * seed
@@ -274,9 +285,12 @@ def train_seed(seed: int) -> int:
 
 
 def stream(
-    seed: int | Sequence[int], seed_of: Callable[[int], int]
-) -> tf.random.Generator | PopulationGenerator:
-    """The random stream ``seed_of(seed)`` of a run, or one per member of a population."""
+    seed: int | Sequence[int], seed_of: Callable[[int], int], draws: str = "per_step"
+) -> tf.random.Generator | PopulationGenerator | ChunkDraws:
+    """The random stream ``seed_of(seed)`` of a run, or one per member of a population; drawn
+    per chunk of cycles with ``draws="per_chunk"``."""
+    if draws == "per_chunk":
+        return ChunkDraws(seed_of(seed) if isinstance(seed, int) else [seed_of(s) for s in seed])
     if isinstance(seed, int):
         return tf.random.Generator.from_seed(seed_of(seed))
     return PopulationGenerator([seed_of(s) for s in seed])
@@ -296,7 +310,7 @@ class Restartable(Protocol):
 
     model: HyperModel
     model_fn: Callable[[int, tf.random.Generator], HyperModel]
-    generator: tf.random.Generator | PopulationGenerator
+    generator: tf.random.Generator | PopulationGenerator | ChunkDraws
 
 
 def restart(

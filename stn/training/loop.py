@@ -19,9 +19,10 @@ from typing import Protocol
 import numpy as np
 import tensorflow as tf
 
+from stn.method.draws import ChunkDraws
 from stn.method.hyperparameters import Hyperparameters
 from stn.method.models import HyperModel
-from stn.method.population import MemberMask
+from stn.method.population import MemberMask, PopulationGenerator
 from stn.method.stn import STNConfig, Task
 from stn.training.checkpoints import RunCheckpoint
 from stn.training.progress import ProgressBar
@@ -52,6 +53,7 @@ class Runnable(Protocol):
     population: int | None
     mask: MemberMask | None
     seed: int | Sequence[int]
+    generator: tf.random.Generator | PopulationGenerator | ChunkDraws
 
     def reset(self, seed: int | Sequence[int]) -> None: ...
 
@@ -117,7 +119,7 @@ class Trainer:
         for i in tf.range(size):
             if i >= n_cycles:
                 break
-            w, h = stn.cycle()
+            w, h = self._cycle(i)
             values, stddev = values.write(i, hp.values()), stddev.write(i, hp.stddev())
             wloss, hloss = wloss.write(i, w), hloss.write(i, h)
             if cfg.eval_every == 1 or (i + 1) % cfg.eval_every == 0:
@@ -134,6 +136,8 @@ class Trainer:
                 stop = self._reached(stop_value < cfg.target)
             if stop:
                 break
+        if self._draws is not None:
+            self._draws.advance(done)  # the cycles whose numbers the next chunk must not reuse
         out = {"done": done, "stop": stop, "values": values.stack(), "stddev": stddev.stack()}
         out.update(weight_loss=wloss.stack(), hyper_loss=hloss.stack())
         out.update(metrics=metrics.stack(), snapshots=snapshots.stack())
@@ -178,8 +182,23 @@ class Trainer:
         mask.active.assign(mask.active & ~reached)
         return ~tf.reduce_any(mask.active)
 
+    @property
+    def _draws(self) -> ChunkDraws | None:
+        """The run's random numbers if they are drawn per chunk (``STNConfig.draws``)."""
+        generator = self.stn.generator
+        return generator if isinstance(generator, ChunkDraws) else None
+
+    def _cycle(self, i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The chunk's cycle ``i`` (in-graph), on its own numbers when they are drawn per chunk."""
+        if self._draws is not None:
+            self._draws.seek(i)
+        return self.stn.cycle()
+
     def _warm_up(self, n_warmup: tf.Tensor) -> None:
-        """``n_warmup`` weight steps (in-graph), before a run's first cycle."""
+        """Draw the chunk's numbers, if drawn per chunk; then ``n_warmup`` weight steps
+        (in-graph), before a run's first cycle."""
+        if self._draws is not None:
+            self._draws.fill()
         for j in tf.range(self.config.warmup_steps):  # static bound: XLA specialises on bounds
             if j >= n_warmup:
                 break
