@@ -132,11 +132,46 @@ def test_what_per_chunk_draws_cannot_serve_is_named():
         STNConfig(draws="often")
 
 
+PER_CHUNK = dict(draws="per_chunk", target=None, snapshot_every=10)
+
+
+def _same(a, b, tol: float = 0.0) -> None:
+    for key in ("values", "stddev", "weight_loss", "hyper_loss"):
+        np.testing.assert_allclose(getattr(a, key), getattr(b, key), rtol=0, atol=tol)
+    np.testing.assert_allclose(a.metrics["distance"], b.metrics["distance"], rtol=0, atol=tol)
+
+
+def test_a_per_chunk_run_is_the_same_whatever_the_chunking():
+    runs = [
+        ToyExperiment(seed=3, max_cycles=60, chunk_cycles=chunk, **PER_CHUNK).build().run()
+        for chunk in (20, 30)
+    ]
+    _same(*runs)
+    per_step = ToyExperiment(seed=3, max_cycles=60, chunk_cycles=20, snapshot_every=10)
+    assert not np.array_equal(per_step.build().run().values, runs[0].values)
+
+
+def test_a_per_chunk_member_is_the_single_run_of_its_seed():
+    experiment = ToyExperiment(max_cycles=100, chunk_cycles=50, **PER_CHUNK)
+    members = experiment.build((3, 8)).run()
+    single = experiment.build(3)
+    for seed, member in zip((3, 8), members, strict=True):
+        single.reset(seed)
+        _same(member, single.run(), tol=1e-9)
+
+
+def test_a_per_chunk_run_resumes_from_its_checkpoint(tmp_path):
+    experiment = ToyExperiment(seed=5, max_cycles=90, chunk_cycles=30, **PER_CHUNK)
+    whole = experiment.build().run()
+    experiment.build().run(max_cycles=30, checkpoint_dir=tmp_path)  # then the process "crashes"
+    _same(experiment.build().run(checkpoint_dir=tmp_path), whole)
+
+
 def test_the_toy_runs_on_either_source_of_numbers():
     """Per step or per chunk, the toy trains: the same distributions, different numbers."""
     settings = dict(max_cycles=300, chunk_cycles=100, snapshot_every=100, target=None, seed=2)
-    chunked = ToyExperiment(**settings).build().run()
-    stepped = ToyExperiment(draws="per_step", **settings).build().run()
+    chunked = ToyExperiment(draws="per_chunk", **settings).build().run()
+    stepped = ToyExperiment(**settings).build().run()
     assert not np.array_equal(chunked.values, stepped.values)
     for run in (chunked, stepped):
         assert run.metrics["distance"][-1] < run.metrics["distance"][0]

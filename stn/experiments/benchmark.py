@@ -480,9 +480,9 @@ def full_run_memory(cycles: int = 10000) -> dict[str, float]:
 #: one function (:data:`stn.util.xla.ONE_FUNCTION_LOOPS`), and where the random numbers come from
 #: (``STNConfig.draws``; the JAX toy draws per chunk). The last row is the reference.
 SINGLE_RUNS = {
-    "TensorFlow, K=1000 XLA": ("tf", False, "per_chunk"),
-    "TensorFlow, K=1000 XLA, one-function loop, draws per step": ("tf", True, "per_step"),
-    "TensorFlow, K=1000 XLA, one-function loop": ("tf", True, "per_chunk"),
+    "TensorFlow, K=1000 XLA": ("tf", False, "per_step"),
+    "TensorFlow, K=1000 XLA, one-function loop": ("tf", True, "per_step"),
+    "TensorFlow, K=1000 XLA, one-function loop, draws per chunk": ("tf", True, "per_chunk"),
     "JAX, K=1000, one-function loop": ("jax", True, "per_chunk"),
 }
 
@@ -517,7 +517,7 @@ def single_runs(variant_name: str, cycles: int, repeats: int) -> dict[str, dict[
 
 
 def _single_run(
-    impl: str, variant_name: str, cycles: int, repeats: int, draws: str = "per_chunk"
+    impl: str, variant_name: str, cycles: int, repeats: int, draws: str = "per_step"
 ) -> dict[str, object]:
     from stn.experiments.toy import variant
 

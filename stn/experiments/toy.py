@@ -56,7 +56,7 @@ class Hypertraining:
     entropy_weight: float = 1e-3  # τ, the weight of the entropy term
     chunk_cycles: int = 1000  # cycles per compiled chunk (no number depends on it)
     jit_compile: bool = True  # compile the chunk with XLA
-    draws: str = "per_chunk"  # random numbers: one draw per chunk, keyed by cycle, or per step
+    draws: str = "per_step"  # random numbers drawn by each step, or "per_chunk" (keyed by cycle)
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
