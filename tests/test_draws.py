@@ -19,8 +19,8 @@ def _planned(draws: ChunkDraws, weight, hyper=None, evaluate=None, counts=(1, 1,
     names = ("train_steps", "valid_steps", "warmup_steps", "chunk_cycles")
     config = SimpleNamespace(**dict(zip(names, counts, strict=True)))
     nothing = lambda: 0.0  # noqa: E731
-    run = SimpleNamespace(config=config, weight_step=weight, hyper_step=hyper or nothing)
-    draws.plan(SimpleNamespace(**vars(run), evaluate=evaluate or nothing))
+    steps = dict(weight_step=weight, hyper_step=hyper or nothing, evaluate=evaluate or nothing)
+    draws.plan(SimpleNamespace(config=config, **steps))
     return draws
 
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import tensorflow as tf
 
-from stn.method.population import check_seeds, stream_index
+from stn.method.population import check_seeds, for_members, stream_index
 
 #: numbers in a block are a multiple of this, so every block starts on a whole Philox counter
 _PER_COUNTER = 4
@@ -52,12 +52,10 @@ class ChunkDraws(tf.Module):
     outside a chunk (eagerly, or in a function of their own) draw from a chunk filled at the
     current position on their first draw, in order."""
 
-    stacks_members = False  # whether a draw of shape S is [P, *S]
-
     def __init__(self, seed: int | Sequence[int]):
         super().__init__(name="chunk_draws")
         self.population = None if isinstance(seed, int) else len(check_seeds(seed, False))
-        self.stacks_members = self.population is not None
+        self.stacks_members = self.population is not None  # whether a draw of shape S is [P, *S]
         seeds = [seed] if isinstance(seed, int) else list(seed)
         self.index = stream_index(seeds)
         distinct = list(dict.fromkeys(seeds))
@@ -122,9 +120,7 @@ class ChunkDraws(tf.Module):
                 if block
             ]
             members.append(tf.concat(draws, 0))
-        if self.population is None:
-            return members[0]
-        return tf.gather(tf.stack(members), self.index)
+        return members[0] if self.population is None else for_members(members, self.index)
 
     def _counter(self, kind: Kind, block: int, lane: int) -> tf.Tensor:
         """Philox's counter at the current position for blocks of ``block`` numbers per cycle:

@@ -76,19 +76,13 @@ class PopulationGenerator(tf.Module):
         self.size, self.index = len(seeds), stream_index(seeds)
         self.members = [tf.random.Generator.from_seed(s) for s in dict.fromkeys(seeds)]
 
-    def _for_members(self, draws: list[tf.Tensor]) -> tf.Tensor:
-        """Each member's draw, [P, *S], from one draw per distinct seed."""
-        if len(draws) == self.size:  # every member its own stream
-            return tf.stack(draws)
-        if len(draws) == 1:
-            return tf.broadcast_to(draws[0], tf.concat([[self.size], tf.shape(draws[0])], 0))
-        return tf.gather(tf.stack(draws), self.index)
-
     def normal(self, shape, mean=0.0, stddev=1.0, dtype=tf.float32) -> tf.Tensor:
-        return self._for_members([g.normal(shape, mean, stddev, dtype) for g in self.members])
+        draws = [g.normal(shape, mean, stddev, dtype) for g in self.members]
+        return for_members(draws, self.index)
 
     def uniform(self, shape, minval=0, maxval=None, dtype=tf.float32) -> tf.Tensor:
-        return self._for_members([g.uniform(shape, minval, maxval, dtype) for g in self.members])
+        draws = [g.uniform(shape, minval, maxval, dtype) for g in self.members]
+        return for_members(draws, self.index)
 
     def reset_from_seed(self, seeds: Seeds) -> None:
         """Restart every member's stream, member i from ``seeds[i]`` (members that shared a
@@ -104,6 +98,16 @@ class PopulationGenerator(tf.Module):
 
     def __len__(self) -> int:
         return self.size
+
+
+def for_members(draws: list[tf.Tensor], index: list[int]) -> tf.Tensor:
+    """Each member's draw, [P, *S], from one draw per distinct seed; ``index`` says which one
+    each member takes (:func:`stream_index`)."""
+    if len(draws) == len(index):  # every member its own stream
+        return tf.stack(draws)
+    if len(draws) == 1:
+        return tf.broadcast_to(draws[0], tf.concat([[len(index)], tf.shape(draws[0])], 0))
+    return tf.gather(tf.stack(draws), index)
 
 
 def stream_index(seeds: Sequence[int]) -> list[int]:
